@@ -2,4 +2,4 @@ module rhizome
 
 go 1.26
 
-require github.com/maypok86/otter/v2 v2.4.0 // indirect
+require github.com/maypok86/otter/v2 v2.4.0
