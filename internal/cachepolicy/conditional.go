@@ -96,6 +96,9 @@ func NotModified(method string, reqH http.Header, storedH http.Header) bool {
 	if method != http.MethodGet && method != http.MethodHead {
 		return false
 	}
+	if reqH["If-None-Match"] == nil && reqH["If-Modified-Since"] == nil {
+		return false // the common case, on every hit: nothing can make the answer a 304
+	}
 	tags := storedETags(storedH)
 	lm, hasLM := httpDate(fieldValues(storedH, "Last-Modified"))
 	if im := fieldValues(reqH, "If-Match"); len(im) > 0 {

@@ -199,14 +199,48 @@ func (p Policy) Decide(reqH http.Header, st *Stored, now time.Time) Decision {
 	if st == nil {
 		return Decision{Action: Unusable, Reason: "no-response"}
 	}
+	return p.Prepare(st).Decide(reqH, now)
+}
+
+// Prepared is what Decide derives from a stored response alone: its effective directives,
+// freshness lifetime and corrected initial age (RFC 9111 §4.2.3). A cache that keeps one per
+// stored response answers hits without parsing any stored header. It is immutable and valid
+// only for the Policy and the exact stored response it was made from: a 304 merge or a new
+// policy needs a new one (Policy reports which policy made it).
+type Prepared struct {
+	policy       Policy
+	d            Directives
+	forbid       string
+	lifetime     time.Duration
+	initialAge   time.Duration
+	responseTime time.Time
+}
+
+// Prepare parses st once for repeated Decide calls. st must not be nil.
+func (p Policy) Prepare(st *Stored) *Prepared {
 	d, _ := p.effective(st.Header)
 	lifetime, _ := p.Lifetime(st)
-	age := CurrentAge(st, now)
+	return &Prepared{
+		policy:       p,
+		d:            d,
+		forbid:       staleForbidden(d),
+		lifetime:     lifetime,
+		initialAge:   CurrentAge(st, st.ResponseTime),
+		responseTime: st.ResponseTime,
+	}
+}
+
+// Policy returns the policy that made pr.
+func (pr *Prepared) Policy() Policy { return pr.policy }
+
+// Decide is Policy.Decide for the stored response pr was prepared from.
+func (pr *Prepared) Decide(reqH http.Header, now time.Time) Decision {
+	d, forbid, lifetime := pr.d, pr.forbid, pr.lifetime
+	age := satAdd(pr.initialAge, max(0, now.Sub(pr.responseTime)))
 	ttl := lifetime - age
 	dec := Decision{Age: age, Lifetime: lifetime, TTL: ttl, Stale: ttl <= 0}
 	staleness := max(0, -ttl)
-	rd := p.request(reqH)
-	forbid := staleForbidden(d)
+	rd := pr.policy.request(reqH)
 	// s-maxage implies proxy-revalidate (§5.2.2.10), yet origins that send it together with
 	// stale-while-revalidate or stale-if-error (Next.js, Vercel) mean those windows, and the
 	// large CDNs honour them: an explicit window from the response wins over the implied

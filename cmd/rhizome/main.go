@@ -1,0 +1,58 @@
+// Command rhizome is the single binary of the rhizome edge network. This package only parses
+// the command line and calls into internal packages; it holds no logic of its own.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+const usage = `rhizome: a decentralized edge network in one binary.
+
+Usage:
+  rhizome proxy --origin URL [--origin URL]... [flags]   a caching reverse proxy, no files needed
+  rhizome proxy --demo                                    the same, in front of a built-in sample origin
+  rhizome purge URL... | --prefix P | --tag T [flags]     purge a node's cache through its admin API
+  rhizome status [flags]                                  a node's sites and cache figures
+  rhizome version
+
+Run 'rhizome COMMAND -h' for a command's flags.
+`
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "proxy":
+		err = runProxy(args[1:], stderr)
+	case "purge":
+		err = runPurge(args[1:], stdout)
+	case "status":
+		err = runStatus(args[1:], stdout)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "rhizome", version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "rhizome: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err != nil {
+		if err != errUsage {
+			fmt.Fprintln(stderr, "rhizome:", err)
+		}
+		return 1
+	}
+	return 0
+}

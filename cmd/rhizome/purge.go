@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"rhizome/internal/admin"
+)
+
+// adminClient holds the flags every admin command shares.
+type adminClient struct {
+	addr, token, dataDir *string
+}
+
+func addAdminFlags(fs interface {
+	String(name, value, usage string) *string
+}) adminClient {
+	return adminClient{
+		addr:    fs.String("admin", "127.0.0.1:9090", "the node's admin API address"),
+		token:   fs.String("token", os.Getenv("RHIZOME_ADMIN_TOKEN"), "admin bearer token (default: $RHIZOME_ADMIN_TOKEN, else read from --data-dir)"),
+		dataDir: fs.String("data-dir", "", "the node's data dir, to read its admin token"),
+	}
+}
+
+func (c adminClient) do(method, path string, body any, out any) error {
+	token := *c.token
+	if token == "" && *c.dataDir != "" {
+		b, err := os.ReadFile(filepath.Join(*c.dataDir, admin.TokenFile))
+		if err != nil {
+			return fmt.Errorf("--data-dir: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if token == "" {
+		return fmt.Errorf("--token: no admin token (set --token, RHIZOME_ADMIN_TOKEN or --data-dir)")
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	addr := *c.addr
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	req, err := http.NewRequest(method, addr+path, rd)
+	if err != nil {
+		return fmt.Errorf("--admin %q: %w", *c.addr, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return fmt.Errorf("admin API: %s: %s", resp.Status, e.Error)
+		}
+		return fmt.Errorf("admin API: %s", resp.Status)
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
+
+func runPurge(args []string, stdout io.Writer) error {
+	fs := newFlagSet("purge", os.Stderr)
+	c := addAdminFlags(fs)
+	var prefixes, tags listFlag
+	fs.Var(&prefixes, "prefix", "purge every URL starting with this prefix (repeatable)")
+	fs.Var(&tags, "tag", "purge every object carrying this Cache-Tag / Surrogate-Key (repeatable)")
+	if err := parseFlags(fs, interleave(args)); err != nil {
+		return err
+	}
+	req := admin.PurgeRequest{URLs: fs.Args(), Prefixes: prefixes, Tags: tags}
+	var resp admin.PurgeResponse
+	if err := c.do(http.MethodPost, "/v1/purge", req, &resp); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "purged %d objects\n", resp.Purged)
+	return nil
+}
+
+func runStatus(args []string, stdout io.Writer) error {
+	fs := newFlagSet("status", os.Stderr)
+	c := addAdminFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var st json.RawMessage
+	if err := c.do(http.MethodGet, "/v1/status", nil, &st); err != nil {
+		return err
+	}
+	_, err := stdout.Write(append(st, '\n'))
+	return err
+}
+
+// interleave moves flags before positional arguments, so that "purge URL --tag t" works
+// as people type it (the flag package stops at the first positional argument).
+func interleave(args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if strings.HasPrefix(a, "-") {
+			flags = append(flags, a)
+			if !strings.Contains(a, "=") && i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	return append(flags, append([]string{"--"}, pos...)...)
+}

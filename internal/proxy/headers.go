@@ -1,0 +1,137 @@
+package proxy
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"net/textproto"
+	"strings"
+)
+
+// hopHeaders are the hop-by-hop fields of RFC 9110 §7.6.1 plus the de-facto ones that
+// proxies have always removed; they describe one connection and must not be forwarded.
+var hopHeaders = []string{
+	"Connection",
+	"Proxy-Connection",
+	"Keep-Alive",
+	"Proxy-Authenticate",
+	"Proxy-Authorization",
+	"Te",
+	"Trailer",
+	"Transfer-Encoding",
+	"Upgrade",
+}
+
+// removeHopHeaders deletes the hop-by-hop fields, including those named in Connection.
+// keepUpgrade leaves Connection/Upgrade in place for protocol upgrades (WebSocket).
+func removeHopHeaders(h http.Header, keepUpgrade bool) {
+	for _, v := range h["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			f = textproto.TrimString(f)
+			if f == "" || keepUpgrade && strings.EqualFold(f, "upgrade") {
+				continue
+			}
+			h.Del(f)
+		}
+	}
+	for _, f := range hopHeaders {
+		if keepUpgrade && (f == "Connection" || f == "Upgrade") {
+			continue
+		}
+		delete(h, f)
+	}
+	if keepUpgrade {
+		h.Set("Connection", "Upgrade")
+	}
+}
+
+// upgradeType returns the protocol a request asks to switch to, or "".
+func upgradeType(h http.Header) string {
+	for _, v := range h["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(textproto.TrimString(f), "upgrade") {
+				return h.Get("Upgrade")
+			}
+		}
+	}
+	return ""
+}
+
+// remoteAddr parses the socket peer of r.
+func remoteAddr(r *http.Request) netip.Addr {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a.Unmap()
+}
+
+func trusted(a netip.Addr, prefixes []netip.Prefix) bool {
+	if !a.IsValid() {
+		return false
+	}
+	for _, p := range prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// forwardedFor computes the X-Forwarded-For value to send and the client address. A client's
+// own X-Forwarded-For is believed only when the socket peer is a trusted proxy; then the
+// client is the right-most address in the chain that is not itself trusted.
+func forwardedFor(r *http.Request, trust []netip.Prefix) (xff string, client netip.Addr) {
+	peer := remoteAddr(r)
+	peerStr := ""
+	if peer.IsValid() {
+		peerStr = peer.String()
+	}
+	client = peer
+	prior := r.Header.Values("X-Forwarded-For")
+	if len(prior) == 0 || !trusted(peer, trust) {
+		return peerStr, client
+	}
+	chain := strings.Join(prior, ", ")
+	hops := strings.Split(chain, ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break // garbage in the chain: stop believing it at this point
+		}
+		client = a.Unmap()
+		if !trusted(client, trust) {
+			break
+		}
+	}
+	return chain + ", " + peerStr, client
+}
+
+// parseTags splits Cache-Tag (comma separated, Cloudflare style) and Surrogate-Key (space
+// separated, Fastly style) values into purge tags. Bounded so that an origin cannot make one
+// object carry an unbounded index.
+func parseTags(h http.Header) []string {
+	const maxTags, maxTagLen = 64, 1024
+	var tags []string
+	add := func(t string) {
+		t = strings.TrimSpace(t)
+		if t != "" && len(t) <= maxTagLen && len(tags) < maxTags {
+			tags = append(tags, t)
+		}
+	}
+	for _, v := range h["Cache-Tag"] {
+		for t := range strings.SplitSeq(v, ",") {
+			add(t)
+		}
+	}
+	for _, v := range h["Surrogate-Key"] {
+		for _, t := range strings.Fields(v) {
+			add(t)
+		}
+	}
+	return tags
+}

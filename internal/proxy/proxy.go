@@ -1,0 +1,412 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"rhizome/internal/cache"
+	"rhizome/internal/cachepolicy"
+	"rhizome/internal/snapshot"
+	"rhizome/internal/upstream"
+)
+
+// Config are the node-wide settings of the data plane. Per-site settings live in the snapshot.
+type Config struct {
+	// Store keeps cached objects. Nil disables caching for every site.
+	Store *cache.Store
+	// Transport makes origin requests. Nil means NewTransport(TransportOptions{}).
+	Transport http.RoundTripper
+	// Name identifies this cache in Cache-Status and Via. Default "rhizome".
+	Name string
+	// Logger receives errors and, when AccessLog is set, one line per request.
+	Logger    *slog.Logger
+	AccessLog bool
+	// Now is the clock; tests inject one. Default time.Now.
+	Now func() time.Time
+}
+
+// Handler is the data plane. Create it with New; it is an http.Handler.
+type Handler struct {
+	snap      atomic.Pointer[snapshot.Snapshot]
+	store     *cache.Store
+	transport http.RoundTripper
+	name      string
+	via       string
+	log       *slog.Logger
+	accessLog bool
+	now       func() time.Time
+
+	ridPrefix string
+	ridSeq    atomic.Uint64
+
+	mu      sync.Mutex
+	flights map[string]*flight
+	passMemo
+}
+
+// New returns a Handler serving snap.
+func New(snap *snapshot.Snapshot, cfg Config) *Handler {
+	h := &Handler{
+		store:     cfg.Store,
+		transport: cfg.Transport,
+		name:      cfg.Name,
+		log:       cfg.Logger,
+		accessLog: cfg.AccessLog,
+		now:       cfg.Now,
+		flights:   map[string]*flight{},
+	}
+	if h.transport == nil {
+		h.transport = NewTransport(TransportOptions{})
+	}
+	if h.name == "" {
+		h.name = "rhizome"
+	}
+	h.via = "1.1 " + h.name
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	h.ridPrefix = hex.EncodeToString(b[:]) + "-"
+	h.passMemo.init()
+	h.snap.Store(snap)
+	return h
+}
+
+// Swap makes snap the snapshot for every request that starts after it returns. Requests in
+// flight finish on the snapshot they started with.
+func (h *Handler) Swap(snap *snapshot.Snapshot) { h.snap.Store(snap) }
+
+// Snapshot returns the snapshot being served.
+func (h *Handler) Snapshot() *snapshot.Snapshot { return h.snap.Load() }
+
+// TransportOptions tune the connection pool toward origins.
+type TransportOptions struct {
+	ConnectTimeout      time.Duration // default 5s
+	FirstByteTimeout    time.Duration // time from request sent to response headers; default 30s
+	IdleConnTimeout     time.Duration // keep-alive connections are closed after this; default 90s
+	MaxIdleConnsPerHost int           // default 256: enough for a 2-core node at full load
+}
+
+// NewTransport returns the keep-alive pool used toward origins. Compression is left to the
+// origin and the client: the proxy never adds Accept-Encoding, so that what it stores is what
+// the origin chose to send for the client's own Accept-Encoding (selected by Vary).
+func NewTransport(o TransportOptions) *http.Transport {
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = 5 * time.Second
+	}
+	if o.FirstByteTimeout == 0 {
+		o.FirstByteTimeout = 30 * time.Second
+	}
+	if o.IdleConnTimeout == 0 {
+		o.IdleConnTimeout = 90 * time.Second
+	}
+	if o.MaxIdleConnsPerHost == 0 {
+		o.MaxIdleConnsPerHost = 256
+	}
+	d := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                  nil, // an edge never goes through an outbound proxy from the environment
+		DialContext:            d.DialContext,
+		MaxIdleConns:           4 * o.MaxIdleConnsPerHost,
+		MaxIdleConnsPerHost:    o.MaxIdleConnsPerHost,
+		IdleConnTimeout:        o.IdleConnTimeout,
+		ResponseHeaderTimeout:  o.FirstByteTimeout,
+		TLSHandshakeTimeout:    o.ConnectTimeout,
+		ExpectContinueTimeout:  time.Second,
+		DisableCompression:     true,
+		MaxResponseHeaderBytes: 64 << 10,
+	}
+}
+
+// exchange is the per-request state that flows through the handler.
+type exchange struct {
+	site   *snapshot.Site
+	rid    string
+	scheme string
+	start  time.Time
+	status int // what the client got, for the access log
+	cs     string
+	detail string
+}
+
+// ServeHTTP is the request path, top to bottom.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	x := &exchange{rid: h.ridPrefix + strconv.FormatUint(h.ridSeq.Add(1), 36), scheme: "http"}
+	if r.TLS != nil {
+		x.scheme = "https"
+	}
+	if h.accessLog {
+		x.start = h.now()
+		lw := &logWriter{ResponseWriter: w}
+		w = lw
+		defer func() { h.logAccess(r, x, lw) }()
+	}
+	w.Header()["X-Request-Id"] = []string{x.rid}
+
+	x.site = h.snap.Load().Site(r.Host)
+	if x.site == nil {
+		h.writeError(w, r, x, &Error{Status: http.StatusMisdirectedRequest, Source: SourceClient, Detail: "unknown-host"})
+		return
+	}
+	if r.Method == http.MethodConnect || r.URL.Path == "" && r.URL.Opaque == "" || r.URL.Path != "" && r.URL.Path[0] != '/' {
+		h.writeError(w, r, x, &Error{Status: http.StatusBadRequest, Source: SourceClient, Detail: "bad-request-target"})
+		return
+	}
+
+	if proto := upgradeType(r.Header); proto != "" {
+		h.serveUpgrade(w, r, x)
+		return
+	}
+	if h.cacheable(r, x.site) {
+		h.serveCached(w, r, x)
+		return
+	}
+	h.servePass(w, r, x, "fwd=bypass")
+}
+
+// cacheable says whether the request may be answered from the cache. Requests carrying
+// Authorization always reach the origin, which alone decides who may see what (Varnish does
+// the same); their responses may still be stored when RFC 9111 §3.5 allows it.
+func (h *Handler) cacheable(r *http.Request, site *snapshot.Site) bool {
+	if h.store == nil || !site.CacheEnabled {
+		return false
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	_, auth := r.Header["Authorization"]
+	return !auth
+}
+
+// outbound builds the request sent to origin o. It never modifies r. When fill is set the
+// request is a cache fill: a plain GET without the client's conditionals or range, so that the
+// full representation can be stored and shared.
+func (h *Handler) outbound(ctx context.Context, r *http.Request, x *exchange, o *upstream.Origin, fill bool) *http.Request {
+	out := r.Clone(ctx)
+	out.RequestURI = ""
+	out.URL = &url.URL{
+		Scheme:   o.URL.Scheme,
+		Host:     o.URL.Host,
+		Path:     o.URL.Path + r.URL.Path,
+		RawPath:  o.URL.Path + r.URL.EscapedPath(),
+		RawQuery: r.URL.RawQuery,
+	}
+	out.Host = r.Host
+	if x.site.OriginHost != "" {
+		out.Host = x.site.OriginHost
+	}
+	out.Close = false
+	upgrade := upgradeType(r.Header) != ""
+	removeHopHeaders(out.Header, upgrade)
+	if fill {
+		out.Method = http.MethodGet
+		out.Body = http.NoBody
+		out.ContentLength = 0
+		for _, k := range []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range", "Cache-Control", "Pragma"} {
+			delete(out.Header, k)
+		}
+	}
+	if r.ContentLength == 0 && !fill {
+		out.Body = http.NoBody
+	}
+	xff, _ := forwardedFor(r, x.site.TrustedProxies)
+	out.Header["X-Forwarded-For"] = []string{xff}
+	if p := r.Header.Get("X-Forwarded-Proto"); p == "" || !trusted(remoteAddr(r), x.site.TrustedProxies) {
+		out.Header["X-Forwarded-Proto"] = []string{x.scheme}
+	}
+	if _, ok := out.Header["X-Forwarded-Host"]; !ok || !trusted(remoteAddr(r), x.site.TrustedProxies) {
+		out.Header["X-Forwarded-Host"] = []string{r.Host}
+	}
+	if v := r.Header.Get("Via"); v != "" {
+		out.Header["Via"] = []string{v + ", " + h.via}
+	} else {
+		out.Header["Via"] = []string{h.via}
+	}
+	if _, ok := out.Header["User-Agent"]; !ok {
+		out.Header["User-Agent"] = []string{""} // stop net/http from adding its own
+	}
+	return out
+}
+
+// roundTrip sends r to the site's origins. A request that never reached an origin (connect
+// refused, no route) is tried on the next origin when it is idempotent and has no body;
+// anything else fails at once, since the origin may have acted on it.
+func (h *Handler) roundTrip(ctx context.Context, r *http.Request, x *exchange, fill bool, extra http.Header) (*http.Response, *Error) {
+	var tried []*upstream.Origin
+	var last *Error
+	retryable := fill || (r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions) && (r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0)
+	for {
+		o := x.site.Pool.Pick(tried)
+		if o == nil {
+			if last == nil {
+				last = &Error{Status: http.StatusBadGateway, Source: SourceInternal, Detail: "no-origin"}
+			}
+			return nil, last
+		}
+		tried = append(tried, o)
+		out := h.outbound(ctx, r, x, o, fill)
+		for k, v := range extra {
+			out.Header[k] = v
+		}
+		resp, err := h.transport.RoundTrip(out)
+		if err == nil {
+			return resp, nil
+		}
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			return nil, &Error{Status: 499, Source: SourceClient, Detail: "client-closed", Err: err}
+		}
+		last = originError(o.URL.Host, err)
+		if !last.Retryable || !retryable {
+			return nil, last
+		}
+		h.log.Warn("origin unreachable, trying next", "site", x.site.Name, "origin", o.URL.Host, "err", err)
+	}
+}
+
+// servePass forwards the request to an origin and streams the answer back, storing nothing.
+func (h *Handler) servePass(w http.ResponseWriter, r *http.Request, x *exchange, fwd string) {
+	resp, err := h.roundTrip(r.Context(), r, x, false, nil)
+	if err != nil {
+		h.writeError(w, r, x, err)
+		return
+	}
+	defer resp.Body.Close()
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && h.store != nil {
+		h.invalidate(r, x, resp)
+	}
+	h.writeUpstream(w, r, x, resp, h.name+"; "+fwd+"; fwd-status="+strconv.Itoa(resp.StatusCode))
+}
+
+// invalidate applies RFC 9111 §4.4 after an unsafe request.
+func (h *Handler) invalidate(r *http.Request, x *exchange, resp *http.Response) {
+	target := &url.URL{Scheme: x.scheme, Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	for _, raw := range cachepolicy.InvalidationTargets(r.Method, target, resp.StatusCode, resp.Header) {
+		u, err := url.Parse(raw)
+		if err != nil {
+			continue
+		}
+		key, err := cachepolicy.CacheKey(u.Scheme, u.Host, u)
+		if err != nil {
+			continue
+		}
+		if n := h.store.PurgeURL(key); n > 0 {
+			h.log.Debug("invalidated after unsafe method", "method", r.Method, "key", key, "objects", n)
+		}
+	}
+}
+
+// writeUpstream copies an origin response to the client, streaming the body.
+func (h *Handler) writeUpstream(w http.ResponseWriter, r *http.Request, x *exchange, resp *http.Response, cs string) {
+	hdr := w.Header()
+	for k, v := range resp.Header {
+		hdr[k] = v
+	}
+	removeHopHeaders(hdr, false)
+	delete(hdr, "Cache-Tag")
+	delete(hdr, "Surrogate-Key")
+	hdr["Cache-Status"] = []string{cs}
+	if len(resp.Trailer) > 0 {
+		names := make([]string, 0, len(resp.Trailer))
+		for k := range resp.Trailer {
+			names = append(names, k)
+		}
+		hdr["Trailer"] = names
+	}
+	x.cs = cs
+	x.status = resp.StatusCode
+	w.WriteHeader(resp.StatusCode)
+	if r.Method == http.MethodHead {
+		return
+	}
+	if err := copyBody(w, resp.Body, resp.ContentLength < 0); err != nil {
+		h.abort(r, x, err)
+	}
+	for k, v := range resp.Trailer {
+		hdr[http.TrailerPrefix+k] = v
+	}
+}
+
+// copyBody streams src to w. flush pushes each chunk to the client at once, for responses of
+// unknown length (server-sent events, long polls), as httputil.ReverseProxy does.
+func copyBody(w http.ResponseWriter, src io.Reader, flush bool) error {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	rc := http.NewResponseController(w)
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return errClientGone
+			}
+			if flush {
+				_ = rc.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+var errClientGone = errors.New("client went away")
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// abort ends a response whose body could not be completed. Panicking with
+// http.ErrAbortHandler is net/http's documented way to make the client see a broken
+// response (connection reset, or an RST_STREAM in HTTP/2) instead of a clean short body that
+// it might believe complete.
+func (h *Handler) abort(r *http.Request, x *exchange, err error) {
+	if errors.Is(err, errClientGone) || r.Context().Err() != nil {
+		return
+	}
+	h.log.Warn("response body truncated", "site", x.site.Name, "path", r.URL.Path, "request_id", x.rid, "err", err)
+	panic(http.ErrAbortHandler)
+}
+
+// writeError is the one function that writes error responses: a plain page with the status,
+// a short reason and the request id, and a Cache-Status whose detail says why.
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, x *exchange, e *Error) {
+	status := e.Status
+	if status == 499 {
+		return // the client is gone; nobody to answer
+	}
+	if e.Source != SourceClient {
+		h.log.Warn("request failed", "status", status, "detail", e.Detail, "source", e.Source.String(),
+			"host", r.Host, "path", r.URL.Path, "request_id", x.rid, "err", e.Err)
+	}
+	cs := h.name + "; fwd=miss; detail=" + e.Detail
+	if e.Source == SourceClient {
+		cs = h.name + "; detail=" + e.Detail
+	}
+	x.cs, x.status, x.detail = cs, status, e.Detail
+	hdr := w.Header()
+	hdr["Cache-Status"] = []string{cs}
+	hdr["Content-Type"] = []string{"text/plain; charset=utf-8"}
+	hdr["Cache-Control"] = []string{"no-store"}
+	body := strconv.Itoa(status) + " " + http.StatusText(status) + "\n" + e.Detail + "\nrequest id: " + x.rid + "\n"
+	hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = io.WriteString(w, body)
+	}
+}
