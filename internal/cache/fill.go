@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 )
 
 type fillState int
@@ -40,7 +41,8 @@ type Fill struct {
 	s        *Store
 	meta     *Meta
 	id       uint64
-	maxStore int64 // body length past which the fill is not storable
+	maxStore int64       // body length past which the fill is not storable
+	purged   atomic.Bool // a purge matched it while it was being written
 
 	// Disk mode. The file and its offsets are fixed after Begin; the writer appends with
 	// Write while followers ReadAt below written, so neither waits on the other's I/O.
@@ -167,6 +169,10 @@ func (f *Fill) grow(n int64) {
 	f.cond.Broadcast()
 }
 
+// Purged reports whether a purge matched the fill while it was written: it will not be
+// stored, and new requests should not be served from it.
+func (f *Fill) Purged() bool { return f.purged.Load() }
+
 // Written returns the number of body bytes written so far.
 func (f *Fill) Written() int64 {
 	f.mu.Lock()
@@ -194,7 +200,8 @@ func (f *Fill) Commit() error {
 	f.state = fillCommitting
 	size, tooLarge := f.written, f.tooLarge
 	f.mu.Unlock()
-	f.s.fillDone(f)
+	// Still in s.fills until stored or refused, so that a purge cannot slip in between.
+	defer f.s.fillDone(f)
 
 	var (
 		obj *Object
@@ -228,7 +235,7 @@ func (f *Fill) persist(size int64) (*Object, error) {
 		for _, c := range chunks {
 			body = append(body, c[:min(int64(len(c)), size-int64(len(body)))]...)
 		}
-		return f.s.store(f.meta, f.id, body, "", 0)
+		return f.s.store(f.meta, f.id, body, "", 0, &f.purged)
 	}
 	var b [8]byte
 	binary.LittleEndian.PutUint64(b[:], uint64(size))
@@ -243,7 +250,7 @@ func (f *Fill) persist(size int64) (*Object, error) {
 			return nil, fmt.Errorf("cache: commit %q: read back: %w", shortKey(f.meta.Key), err)
 		}
 	}
-	return f.s.store(f.meta, f.id, body, f.tmpPath, f.bodyOff+size)
+	return f.s.store(f.meta, f.id, body, f.tmpPath, f.bodyOff+size, &f.purged)
 }
 
 // Abort ends a fill whose body is incomplete (truncated origin): nothing is stored and

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,10 @@ var (
 	ErrAborted = fmt.Errorf("cache: fill aborted: %w", io.ErrUnexpectedEOF)
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("cache: store closed")
+	// ErrPurged: a purge or delete ran while the fill was being written, so what it holds
+	// may be exactly what the operator wanted gone; it is not stored (followers still get
+	// their body).
+	ErrPurged = errors.New("cache: purged while filling")
 )
 
 const (
@@ -139,7 +144,8 @@ type Store struct {
 
 	closed atomic.Bool
 	nextID atomic.Uint64
-	tick   atomic.Int64 // logical clock for the disk LRU
+	purges atomic.Uint64 // Delete and purge calls; written under mu
+	tick   atomic.Int64  // logical clock for the disk LRU
 
 	mu        sync.Mutex
 	idx       map[string]*entry
@@ -279,7 +285,7 @@ func (s *Store) Begin(meta Meta) (*Fill, error) {
 // store makes a finished fill's body the object for its key. body is the whole body when
 // it should enter the memory tier (nil otherwise); in disk mode tmpPath is the complete
 // temp file, renamed into place.
-func (s *Store) store(m *Meta, id uint64, body []byte, tmpPath string, fileSize int64) (*Object, error) {
+func (s *Store) store(m *Meta, id uint64, body []byte, tmpPath string, fileSize int64, purged *atomic.Bool) (*Object, error) {
 	e := &entry{key: m.Key, id: id, bodySize: m.Size, tags: m.Tags}
 	var o *Object
 	if body != nil || !s.disk {
@@ -289,6 +295,10 @@ func (s *Store) store(m *Meta, id uint64, body []byte, tmpPath string, fileSize 
 	defer s.mu.Unlock()
 	if s.closed.Load() {
 		return nil, ErrClosed
+	}
+	if purged.Load() {
+		// The temp file goes when the last reader is done, as for any fill not stored.
+		return nil, fmt.Errorf("cache: commit %q: %w", shortKey(m.Key), ErrPurged)
 	}
 	var diskObj *Object
 	if s.disk {
@@ -387,6 +397,7 @@ func (s *Store) removeLocked(e *entry) {
 func (s *Store) Delete(key string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.purgeFillsLocked(func(f *Fill) bool { return f.meta.Key == key })
 	e := s.idx[key]
 	if e == nil || s.closed.Load() {
 		return false
@@ -400,6 +411,7 @@ func (s *Store) Delete(key string) bool {
 func (s *Store) PurgeURL(u string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.purgeFillsLocked(func(f *Fill) bool { return f.meta.Key == u || strings.HasPrefix(f.meta.Key, u+"\x00") })
 	var victims []*entry
 	for _, e := range s.byURL[primaryKey(u)] {
 		if e.key == u || strings.HasPrefix(e.key, u+"\x00") {
@@ -414,6 +426,7 @@ func (s *Store) PurgeURL(u string) int {
 func (s *Store) PurgePrefix(p string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.purgeFillsLocked(func(f *Fill) bool { return strings.HasPrefix(f.meta.Key, p) })
 	var victims []*entry
 	for k, e := range s.idx {
 		if strings.HasPrefix(k, p) {
@@ -427,11 +440,28 @@ func (s *Store) PurgePrefix(p string) int {
 func (s *Store) PurgeTag(tag string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.purgeFillsLocked(func(f *Fill) bool { return slices.Contains(f.meta.Tags, tag) })
 	victims := make([]*entry, 0, len(s.byTag[tag]))
 	for e := range s.byTag[tag] {
 		victims = append(victims, e)
 	}
 	return s.purgeLocked(victims)
+}
+
+// Generation counts Delete and purge calls, so that callers sharing in-flight fills (the
+// proxy's collapsing) can refuse to join, after a purge, a fetch that began before it.
+func (s *Store) Generation() uint64 { return s.purges.Load() }
+
+// purgeFillsLocked marks the unfinished fills that match, so that they are not stored
+// (ErrPurged): what they carry may be exactly what the operator wants gone. Fills stay in
+// s.fills until their commit has stored or refused them, so no purge falls in between.
+func (s *Store) purgeFillsLocked(match func(*Fill) bool) {
+	s.purges.Add(1)
+	for f := range s.fills {
+		if match(f) {
+			f.purged.Store(true)
+		}
+	}
 }
 
 func (s *Store) purgeLocked(victims []*entry) int {

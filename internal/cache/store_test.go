@@ -353,7 +353,9 @@ func TestBoundsConcurrent(t *testing.T) {
 						return
 					}
 					f.Write(body(n, uint64(i)))
-					if err := f.Commit(); err != nil {
+					// Other workers purge this worker's tag now and then: a fill they
+					// catch in flight is refused, as it should be.
+					if err := f.Commit(); err != nil && !errors.Is(err, ErrPurged) {
 						t.Error(err)
 						return
 					}
@@ -750,4 +752,45 @@ func TestMetaIsCopied(t *testing.T) {
 	f.Write([]byte("x"))
 	f.Commit()
 	mustGet(t, s, want, []byte("x"))
+}
+
+// TestPurgeDuringFill: a purge that runs while an object is still arriving must win: the
+// fill is not stored, though its follower still gets the whole body.
+func TestPurgeDuringFill(t *testing.T) {
+	for _, mode := range []string{"disk", "memory"} {
+		t.Run(mode, func(t *testing.T) {
+			cfg := Config{MemoryBytes: 1 << 20}
+			if mode == "disk" {
+				cfg.Dir = t.TempDir()
+			}
+			s, err := Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			f, err := s.Begin(Meta{Key: "http://x/a", Status: 200})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rd := f.NewReader()
+			defer rd.Close()
+			f.Write([]byte("old "))
+			gen := s.Generation()
+			s.PurgePrefix("http://x/")
+			if s.Generation() == gen {
+				t.Fatal("purge did not move the generation")
+			}
+			f.Write([]byte("content"))
+			if err := f.Commit(); !errors.Is(err, ErrPurged) {
+				t.Fatalf("Commit after purge = %v, want ErrPurged", err)
+			}
+			b, err := io.ReadAll(rd)
+			if err != nil || string(b) != "old content" {
+				t.Fatalf("follower read %q, %v", b, err)
+			}
+			if _, ok := s.Get("http://x/a"); ok {
+				t.Fatal("purged content was stored by a fill begun before the purge")
+			}
+		})
+	}
 }

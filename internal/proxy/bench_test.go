@@ -20,16 +20,13 @@ func (d *discardWriter) WriteHeader(int)             {}
 // cache-hit benchmark against nginx spends outside net/http).
 func BenchmarkHit(b *testing.B) {
 	body := strings.Repeat("a", 1024)
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	origin := newOrigin(b, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		w.Header().Set("ETag", `"x"`)
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, body)
-	}))
-	defer origin.Close()
-	t := &testing.T{}
-	e := newEnv(t, []string{origin.URL})
-	defer e.proxy.Close()
+	})
+	e := newEnv(b, []string{origin.URL})
 	resp, _ := http.Get(e.proxy.URL + "/obj")
 	resp.Body.Close()
 	req := httptest.NewRequest(http.MethodGet, "http://"+e.proxy.Listener.Addr().String()+"/obj", nil)

@@ -33,6 +33,7 @@ const (
 // written by the leader before done is closed and only read afterwards.
 type flight struct {
 	done chan struct{}
+	gen  uint64 // the store's purge generation when the fetch began
 
 	kind    outcome
 	err     *Error
@@ -49,16 +50,17 @@ type flight struct {
 // joinFlight returns the flight for key, creating it (leader == true) when none is running.
 // Keys recently seen uncacheable get a private flight, so that requests for them are not
 // serialised behind each other (Varnish's hit-for-miss).
+//
+// A request never joins a fetch that began before a purge (its content may be what the
+// operator wanted gone): it starts a new one, which replaces the old in the map.
 func (h *Handler) joinFlight(key string) (f *flight, leader bool) {
-	if h.passMemo.has(key, h.now()) {
-		return &flight{done: make(chan struct{})}, true
-	}
+	gen := h.store.Generation()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if f, ok := h.flights[key]; ok {
+	if f, ok := h.flights[key]; ok && f.gen == gen && (f.fill == nil || !f.fill.Purged()) {
 		return f, false
 	}
-	f = &flight{done: make(chan struct{})}
+	f = &flight{done: make(chan struct{}), gen: gen}
 	h.flights[key] = f
 	return f, true
 }
@@ -96,10 +98,15 @@ func (h *Handler) serveCached(w http.ResponseWriter, r *http.Request, x *exchang
 	dec := h.prepared(obj, x.site.Policy).Decide(r.Header, h.now())
 	switch dec.Action {
 	case cachepolicy.Fresh:
-		h.serveObject(w, r, x, obj, dec.Age, h.name+"; hit; ttl="+seconds(dec.TTL))
+		if !h.serveObject(w, r, x, obj, dec.Age, h.name+"; hit; ttl="+seconds(dec.TTL)) {
+			h.fetch(w, r, x, primary, skey, nil, "fwd=miss", 0)
+		}
 	case cachepolicy.StaleRevalidate:
+		if !h.serveObject(w, r, x, obj, dec.Age, h.name+"; hit; ttl="+seconds(dec.TTL)+"; detail=stale-while-revalidate") {
+			h.fetch(w, r, x, primary, skey, nil, "fwd=miss", 0)
+			return
+		}
 		h.revalidateInBackground(r, x, primary, skey, obj)
-		h.serveObject(w, r, x, obj, dec.Age, h.name+"; hit; ttl="+seconds(dec.TTL)+"; detail=stale-while-revalidate")
 	default:
 		if req.OnlyIfCached {
 			h.writeError(w, r, x, &Error{Status: http.StatusGatewayTimeout, Source: SourceClient, Detail: "only-if-cached"})
@@ -111,6 +118,20 @@ func (h *Handler) serveCached(w http.ResponseWriter, r *http.Request, x *exchang
 		}
 		h.fetch(w, r, x, primary, skey, obj, fwd, 0)
 	}
+}
+
+// asksPart reports whether the client asked for less than the full representation (a
+// range, a conditional, or headers only), which a shared fill request leaves out.
+func asksPart(r *http.Request) bool {
+	if r.Method == http.MethodHead {
+		return true
+	}
+	for _, k := range []string{"Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range"} {
+		if _, ok := r.Header[k]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // lookup finds the stored response for a request, following the Vary marker to the variant
@@ -156,6 +177,13 @@ func stored(o *cache.Object) *cachepolicy.Stored {
 // fetch makes (or waits for) the one origin request for skey and answers from its outcome.
 // stale is the stored response being revalidated, if any.
 func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, x *exchange, primary, skey string, stale *cache.Object, fwd string, depth int) {
+	if reason, ok := h.passMemo.get(skey, h.now()); ok && stale == nil {
+		// Recently uncacheable (Varnish's hit-for-pass): the request goes to the origin as
+		// the client sent it (Range, conditionals and HEAD included), without queueing
+		// behind a shared fetch; the key is tried for the cache again after passMemoTTL.
+		h.servePass(w, r, x, fwd, reason)
+		return
+	}
 	f, leader := h.joinFlight(skey)
 	if leader {
 		h.lead(r, x, f, primary, skey, stale)
@@ -182,14 +210,21 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, x *exchange, pri
 		}
 	case outRefreshed:
 		dec := h.prepared(f.obj, x.site.Policy).Decide(r.Header, h.now())
-		h.serveObject(w, r, x, f.obj, dec.Age, h.name+"; "+fwd+"; fwd-status=304"+collapsed)
+		if !h.serveObject(w, r, x, f.obj, dec.Age, h.name+"; "+fwd+"; fwd-status=304"+collapsed) {
+			h.servePass(w, r, x, fwd, "evicted")
+		}
 	case outPass:
-		if leader {
+		if leader && f.resp != nil && !asksPart(r) {
 			defer f.resp.Body.Close()
 			h.writeUpstream(w, r, x, f.resp, h.name+"; "+fwd+"; fwd-status="+strconv.Itoa(f.status)+"; detail="+f.reason)
 			return
 		}
-		h.servePass(w, r, x, fwd+collapsed)
+		if leader && f.resp != nil {
+			// The fill request dropped the client's Range or conditionals; the origin
+			// must see them, so ask again with the client's own request.
+			drain(f.resp)
+		}
+		h.servePass(w, r, x, fwd+collapsed, f.reason)
 	case outFill:
 		if !leader && f.varyKey != "" && depth == 0 {
 			// The leader's response varies on headers this request may not share: take
@@ -212,16 +247,28 @@ func (h *Handler) lead(r *http.Request, x *exchange, f *flight, primary, skey st
 	if stale != nil {
 		validators = cachepolicy.Validators(stale.Meta().Header)
 	}
-	reqTime := h.now()
-	resp, err := h.roundTrip(ctx, r, x, true, validators)
-	respTime := h.now()
+	published := false
 	publish := func(k outcome) {
 		f.kind = k
+		published = true
 		close(f.done)
 		if k != outFill {
 			h.endFlight(skey, f)
 		}
 	}
+	defer func() {
+		// Whatever happens here, waiters must not wait forever on this flight.
+		if p := recover(); p != nil {
+			h.log.Error("panic while fetching for the cache", "key", skey, "panic", p)
+			if !published {
+				f.err = &Error{Status: http.StatusBadGateway, Source: SourceInternal, Detail: "internal-error"}
+				publish(outError)
+			}
+		}
+	}()
+	reqTime := h.now()
+	resp, err := h.roundTrip(ctx, r, x, true, validators)
+	respTime := h.now()
 	if err != nil {
 		f.err = err
 		if stale != nil && x.site.Policy.StaleIfErrorOK(r.Header, stored(stale), respTime, x.site.AlwaysOnline) {
@@ -235,18 +282,11 @@ func (h *Handler) lead(r *http.Request, x *exchange, f *flight, primary, skey st
 	f.status = resp.StatusCode
 	if resp.StatusCode == http.StatusNotModified && stale != nil {
 		drain(resp)
-		m := *stale.Meta()
-		m.Header = cachepolicy.Merge304(m.Header, resp.Header)
-		m.RequestTime, m.ResponseTime = reqTime, respTime
-		if err := h.store.UpdateMeta(m.Key, m); err != nil {
-			h.log.Warn("cache update after 304 failed", "key", m.Key, "err", err)
-		}
-		if o, ok := h.store.Get(m.Key); ok {
-			f.obj = o
+		if h.refresh(r, x, f, stale, resp.Header, reqTime, respTime) {
+			publish(outRefreshed)
 		} else {
-			f.obj = stale
+			publish(outPass) // without a response: every waiter asks the origin itself
 		}
-		publish(outRefreshed)
 		return
 	}
 	if resp.StatusCode >= 500 && stale != nil && x.site.Policy.StaleIfErrorOK(r.Header, stored(stale), respTime, x.site.AlwaysOnline) {
@@ -261,7 +301,9 @@ func (h *Handler) lead(r *http.Request, x *exchange, f *flight, primary, skey st
 	}
 	if !ok {
 		f.resp, f.reason = resp, reason
-		h.passMemo.add(skey, respTime)
+		if reason != "request-no-store" { // one client's directive must not change others' path
+			h.passMemo.add(skey, reason, respTime)
+		}
 		publish(outPass)
 		return
 	}
@@ -290,9 +332,42 @@ func (h *Handler) lead(r *http.Request, x *exchange, f *flight, primary, skey st
 		publish(outPass)
 		return
 	}
-	f.fill, f.meta, f.length = fill, &meta, resp.ContentLength
+	h.mu.Lock() // joinFlight reads f.fill under h.mu
+	f.fill = fill
+	h.mu.Unlock()
+	f.meta, f.length = &meta, resp.ContentLength
 	publish(outFill)
 	go h.copyFill(skey, f, resp)
+}
+
+// refresh applies a 304 to the stored object (RFC 9111 §4.3.4). The 304 was answered to one
+// client's request, so what is personal in it (Set-Cookie) or meant for the cache (purge
+// tags) is not merged into the shared copy; and if the merged header no longer allows
+// storing (the origin now says private or no-store), the object is dropped, the stale copy
+// is not served, and the request fails over to a plain pass.
+func (h *Handler) refresh(r *http.Request, x *exchange, f *flight, stale *cache.Object, h304 http.Header, reqTime, respTime time.Time) bool {
+	upd := h304.Clone()
+	for _, k := range []string{"Set-Cookie", "Cache-Tag", "Surrogate-Key"} {
+		delete(upd, k)
+	}
+	m := *stale.Meta()
+	m.Header = cachepolicy.Merge304(m.Header, upd)
+	m.RequestTime, m.ResponseTime = reqTime, respTime
+	if ok, reason := x.site.Policy.Storable(http.MethodGet, r.Header, m.Status, m.Header); !ok && reason != "request-no-store" {
+		h.store.Delete(m.Key)
+		f.reason = reason
+		return false
+	}
+	if err := h.store.UpdateMeta(m.Key, m); err != nil {
+		h.log.Warn("cache update after 304 failed", "key", m.Key, "err", err)
+	}
+	if o, ok := h.store.Get(m.Key); ok && o.Meta().ResponseTime.Equal(respTime) {
+		f.obj = o
+		return true
+	}
+	// Evicted or purged meanwhile: the body still reads; serve it this once.
+	f.obj = stale
+	return true
 }
 
 // copyFill moves the origin body into the fill, and commits it only when it is complete: a
@@ -309,7 +384,15 @@ func (h *Handler) copyFill(skey string, f *flight, resp *http.Response) {
 		h.log.Warn("origin body incomplete; not stored", "key", f.meta.Key, "bytes", n, "err", err)
 		return
 	}
-	if err := f.fill.Commit(); err != nil && !errors.Is(err, cache.ErrTooLarge) {
+	if !f.fill.Storable() {
+		// A body of unknown length outgrew the store: stream such responses straight
+		// through for a while instead of buffering them for nothing. Noted before Commit,
+		// which is when the waiters see the end of the body.
+		h.passMemo.add(skey, "too-large", h.now())
+	}
+	switch err := f.fill.Commit(); {
+	case err == nil, errors.Is(err, cache.ErrPurged), errors.Is(err, cache.ErrTooLarge):
+	default:
 		h.log.Warn("cache commit failed", "key", f.meta.Key, "err", err)
 	}
 }
@@ -340,7 +423,7 @@ func (h *Handler) revalidateInBackground(r *http.Request, x *exchange, primary, 
 	x2 := *x
 	go func() {
 		h.lead(r2, &x2, f, primary, skey, stale)
-		if f.kind == outPass {
+		if f.kind == outPass && f.resp != nil {
 			drain(f.resp)
 		}
 	}()
@@ -357,8 +440,7 @@ func (h *Handler) serveStaleOnError(w http.ResponseWriter, r *http.Request, x *e
 		return false
 	}
 	dec := h.prepared(stale, x.site.Policy).Decide(r.Header, now)
-	h.serveObject(w, r, x, stale, dec.Age, h.name+"; fwd=stale; fwd-status="+strconv.Itoa(status)+"; ttl="+seconds(dec.TTL)+"; detail=stale-if-error")
-	return true
+	return h.serveObject(w, r, x, stale, dec.Age, h.name+"; fwd=stale; fwd-status="+strconv.Itoa(status)+"; ttl="+seconds(dec.TTL)+"; detail=stale-if-error")
 }
 
 func drain(resp *http.Response) {
@@ -380,11 +462,17 @@ func equalStrings(a, b []string) bool {
 	return true
 }
 
-// passMemo remembers keys whose last response could not be stored, for a short while, so
-// that their requests go to the origin in parallel instead of queueing behind one fetch.
+// passMemo remembers keys whose last response could not be stored, and why, for a short
+// while, so that their requests go to the origin in parallel instead of queueing behind one
+// fetch (Varnish's hit-for-pass).
 type passMemo struct {
 	memoMu sync.Mutex
-	memo   map[string]time.Time
+	memo   map[string]memoEntry
+}
+
+type memoEntry struct {
+	until  time.Time
+	reason string
 }
 
 const (
@@ -392,26 +480,26 @@ const (
 	passMemoMax = 10000            // entries; the memo is reset when full, which only costs collapsing
 )
 
-func (p *passMemo) init() { p.memo = map[string]time.Time{} }
+func (p *passMemo) init() { p.memo = map[string]memoEntry{} }
 
-func (p *passMemo) has(key string, now time.Time) bool {
+func (p *passMemo) get(key string, now time.Time) (string, bool) {
 	p.memoMu.Lock()
 	defer p.memoMu.Unlock()
-	t, ok := p.memo[key]
-	if ok && now.After(t) {
+	e, ok := p.memo[key]
+	if ok && now.After(e.until) {
 		delete(p.memo, key)
-		return false
+		return "", false
 	}
-	return ok
+	return e.reason, ok
 }
 
-func (p *passMemo) add(key string, now time.Time) {
+func (p *passMemo) add(key, reason string, now time.Time) {
 	p.memoMu.Lock()
 	defer p.memoMu.Unlock()
 	if len(p.memo) >= passMemoMax {
 		clear(p.memo)
 	}
-	p.memo[key] = now.Add(passMemoTTL)
+	p.memo[key] = memoEntry{until: now.Add(passMemoTTL), reason: reason}
 }
 
 func (p *passMemo) forget(key string) {

@@ -45,6 +45,16 @@ func removeHopHeaders(h http.Header, keepUpgrade bool) {
 	}
 }
 
+// hasHopHeaders reports whether h carries any hop-by-hop field.
+func hasHopHeaders(h http.Header) bool {
+	for _, f := range hopHeaders {
+		if _, ok := h[f]; ok {
+			return true
+		}
+	}
+	return false
+}
+
 // upgradeType returns the protocol a request asks to switch to, or "".
 func upgradeType(h http.Header) string {
 	for _, v := range h["Connection"] {

@@ -172,11 +172,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveUpgrade(w, r, x)
 		return
 	}
+	if hasHopHeaders(r.Header) {
+		// Fields that describe the client's connection (and any it names in Connection)
+		// are not part of the request: the origin never sees them, so they must not
+		// select a cache variant either, or a client could poison a Vary key.
+		r = r.WithContext(r.Context())
+		r.Header = r.Header.Clone()
+		removeHopHeaders(r.Header, false)
+	}
 	if h.cacheable(r, x.site) {
 		h.serveCached(w, r, x)
 		return
 	}
-	h.servePass(w, r, x, "fwd=bypass")
+	h.servePass(w, r, x, "fwd=bypass", "")
 }
 
 // cacheable says whether the request may be answered from the cache. Requests carrying
@@ -279,7 +287,7 @@ func (h *Handler) roundTrip(ctx context.Context, r *http.Request, x *exchange, f
 }
 
 // servePass forwards the request to an origin and streams the answer back, storing nothing.
-func (h *Handler) servePass(w http.ResponseWriter, r *http.Request, x *exchange, fwd string) {
+func (h *Handler) servePass(w http.ResponseWriter, r *http.Request, x *exchange, fwd, detail string) {
 	resp, err := h.roundTrip(r.Context(), r, x, false, nil)
 	if err != nil {
 		h.writeError(w, r, x, err)
@@ -289,7 +297,11 @@ func (h *Handler) servePass(w http.ResponseWriter, r *http.Request, x *exchange,
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && h.store != nil {
 		h.invalidate(r, x, resp)
 	}
-	h.writeUpstream(w, r, x, resp, h.name+"; "+fwd+"; fwd-status="+strconv.Itoa(resp.StatusCode))
+	cs := h.name + "; " + fwd + "; fwd-status=" + strconv.Itoa(resp.StatusCode)
+	if detail != "" {
+		cs += "; detail=" + detail
+	}
+	h.writeUpstream(w, r, x, resp, cs)
 }
 
 // invalidate applies RFC 9111 §4.4 after an unsafe request.

@@ -27,7 +27,7 @@ type origin struct {
 	last   *http.Request
 }
 
-func newOrigin(t *testing.T, h http.HandlerFunc) *origin {
+func newOrigin(t testing.TB, h http.HandlerFunc) *origin {
 	t.Helper()
 	o := &origin{counts: map[string]int{}}
 	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -76,7 +76,7 @@ type env struct {
 type envOpt func(*snapshot.SiteSpec)
 
 // newEnv starts the proxy on a real socket in front of the given origins.
-func newEnv(t *testing.T, origins []string, opts ...envOpt) *env {
+func newEnv(t testing.TB, origins []string, opts ...envOpt) *env {
 	t.Helper()
 	site := snapshot.SiteSpec{Name: "test", Hosts: []string{"*"}}
 	for _, o := range origins {

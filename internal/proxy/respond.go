@@ -11,9 +11,21 @@ import (
 )
 
 // serveObject answers from a complete stored object: 304 when the client's conditional
-// matches, 206/416 for a Range, else the stored status, headers and body.
-func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, x *exchange, obj *cache.Object, age time.Duration, cs string) {
+// matches, 206/416 for a Range, else the stored status, headers and body. It returns false,
+// having written nothing, when the object's body is gone (evicted or purged since lookup).
+func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, x *exchange, obj *cache.Object, age time.Duration, cs string) bool {
 	m := obj.Meta()
+	b := obj.Bytes()
+	var body cache.Body
+	if b == nil && r.Method != http.MethodHead && m.Size > 0 {
+		// Open before anything is written: a disk object evicted or purged since the
+		// lookup must become a miss, not a response cut short.
+		var err error
+		if body, err = obj.Open(); err != nil {
+			return false
+		}
+		defer body.Close()
+	}
 	hdr := w.Header()
 	for k, v := range m.Header {
 		hdr[k] = v // shared, never modified: stored headers are immutable
@@ -21,9 +33,9 @@ func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, x *exchang
 	hdr["Age"] = []string{seconds(age)}
 	hdr["Cache-Status"] = []string{cs}
 	x.cs = cs
-	if cachepolicy.NotModified(r.Method, r.Header, m.Header) {
+	if is2xx(m.Status) && cachepolicy.NotModified(r.Method, r.Header, m.Header) {
 		h.writeNotModified(w, x)
-		return
+		return true
 	}
 	start, end, kind := int64(0), m.Size-1, cachepolicy.RangeNone
 	if m.Status == http.StatusOK {
@@ -33,7 +45,7 @@ func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, x *exchang
 	switch kind {
 	case cachepolicy.RangeUnsatisfiable:
 		h.writeUnsatisfiable(w, r, x, m.Size)
-		return
+		return true
 	case cachepolicy.RangeOK:
 		status = http.StatusPartialContent
 		hdr["Content-Range"] = []string{contentRange(start, end, m.Size)}
@@ -46,22 +58,19 @@ func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, x *exchang
 	x.status = status
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead || !bodyAllowed(status) || end < start {
-		return
+		return true
 	}
-	if b := obj.Bytes(); b != nil {
+	if b != nil {
 		_, _ = w.Write(b[start : end+1])
-		return
+		return true
 	}
-	body, err := obj.Open()
-	if err != nil {
-		h.abort(r, x, err)
-		return
-	}
-	defer body.Close()
 	if err := copyBody(w, io.NewSectionReader(body, start, end-start+1), false); err != nil {
 		h.abort(r, x, err)
 	}
+	return true
 }
+
+func is2xx(status int) bool { return status >= 200 && status < 300 }
 
 // serveFill answers from an object that is still arriving from the origin.
 func (h *Handler) serveFill(w http.ResponseWriter, r *http.Request, x *exchange, f *flight, cs string) {
@@ -74,7 +83,7 @@ func (h *Handler) serveFill(w http.ResponseWriter, r *http.Request, x *exchange,
 	hdr["Age"] = []string{seconds(age)}
 	hdr["Cache-Status"] = []string{cs}
 	x.cs = cs
-	if cachepolicy.NotModified(r.Method, r.Header, m.Header) {
+	if is2xx(m.Status) && cachepolicy.NotModified(r.Method, r.Header, m.Header) {
 		h.writeNotModified(w, x)
 		return
 	}
