@@ -35,6 +35,7 @@ func runProxy(args []string, stderr io.Writer) error {
 	accessLog := fs.Bool("access-log", true, "log one line per request")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "json", "json or text")
+	check := fs.Bool("check", false, "check the flags and the resulting configuration, print what would be served, and exit (like nginx -t)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -55,7 +56,9 @@ func runProxy(args []string, stderr io.Writer) error {
 			return fmt.Errorf("--trusted-proxy[%d]: %v", i, err)
 		}
 	}
-	if *demoOrigin {
+	if *demoOrigin && *check {
+		origins = append(origins, "http://127.0.0.1:1") // stands for the sample origin's port
+	} else if *demoOrigin {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return fmt.Errorf("demo origin: %w", err)
@@ -78,7 +81,16 @@ func runProxy(args []string, stderr io.Writer) error {
 	for _, o := range origins {
 		site.Origins = append(site.Origins, snapshot.OriginSpec{URL: o})
 	}
-	node, err := edge.Start(snapshot.Spec{Version: "cli", Sites: []snapshot.SiteSpec{site}}, edge.Options{
+	spec := snapshot.Spec{Version: "cli", Sites: []snapshot.SiteSpec{site}}
+	if *check {
+		if _, err := snapshot.Compile(spec); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "configuration ok: listen %s, admin %s, origins %v, cache memory %s disk %s\n",
+			*listen, *adminAddr, []string(origins), mem.String(), disk.String())
+		return nil
+	}
+	node, err := edge.Start(spec, edge.Options{
 		Listen: *listen, AdminListen: *adminAddr, DataDir: *dataDir,
 		CacheMemory: int64(mem), CacheDisk: int64(disk), NoCache: *noCache,
 		AdminToken: *adminToken, AccessLog: *accessLog, Logger: log,
