@@ -1,0 +1,189 @@
+package upstream
+
+import (
+	"math"
+	"sync/atomic"
+	"time"
+)
+
+// Group is the live upstream of one site: its pools in order. The configuration is
+// immutable; the origins' state behind it is shared with every Group the Registry builds for
+// the same key. Safe for concurrent use.
+type Group struct {
+	key    string
+	pools  []*Pool
+	budget *RetryBudget
+	clk    *clock
+	panics *atomic.Uint64 // picks made in panic mode, shared across rebuilds of the key
+}
+
+// Key returns the key the Group was built under (the site).
+func (g *Group) Key() string { return g.key }
+
+// Pools returns the pools in order. Callers must not modify the slice.
+func (g *Group) Pools() []*Pool { return g.pools }
+
+// Budget returns the site's retry budget: the proxy deposits with Request on every first
+// attempt and asks TryRetry before every retry.
+func (g *Group) Budget() *RetryBudget { return g.budget }
+
+// Pick chooses the origin for the next attempt, skipping those in tried (the same request's
+// earlier attempts; an origin of an older Group of the same site counts as its successor).
+// It returns nil when every origin has been tried.
+//
+// Pools are tried in order: the first pool with an available untried origin wins, so a
+// fallback pool sees traffic only while no origin of the pools before it is available.
+// Within the pool, power of two choices: two distinct candidates drawn at random in
+// proportion to their weights, and the one with the lower load score
+//
+//	ewma_latency * (inflight+1) / weight
+//
+// wins (the first drawn on a tie). The EWMA is decayed since its last observation (see
+// Attempt.End); an origin with none scores as the pool's lowest EWMA, or 1ms when no origin
+// of the pool has one. Weights thus act twice: in the draw, and as capacity in the score,
+// so that at equal latency the busier origin must carry weight-times the requests before
+// the other is preferred. With two origins the draw always yields both, so the heavier one
+// takes every request until its in-flight count makes it the busier: weights show as
+// shares of traffic under concurrent load, not on an idle site.
+//
+// When no untried origin of any pool is available, Pick fails open (panic mode, as Envoy
+// does): it chooses among the untried origins of the first pool that has any, as if all
+// were healthy. A health check can be wrong (a broken check path, a network partition
+// between checker and origin only), and a try is better than a certain 502; the outlier
+// detector still ejects what really fails.
+//
+// Never blocks, does not allocate for pools of up to 32 origins, O(origins). A nil or
+// empty Group picks nil.
+func (g *Group) Pick(tried []*Origin) *Origin {
+	if g == nil || len(g.pools) == 0 {
+		return nil
+	}
+	now := g.clk.now().UnixNano()
+	for _, p := range g.pools {
+		if o := p.pick(tried, now, true, g.clk.rand); o != nil {
+			return o
+		}
+	}
+	for _, p := range g.pools {
+		if o := p.pick(tried, now, false, g.clk.rand); o != nil {
+			g.panics.Add(1)
+			return o
+		}
+	}
+	return nil
+}
+
+// Pool is one origin pool of a Group. Immutable.
+type Pool struct {
+	name    string
+	origins []*Origin
+	check   *HealthCheck // with defaults; nil = no active checks
+}
+
+// Name returns the pool's name.
+func (p *Pool) Name() string { return p.name }
+
+// Origins returns the pool's origins in configured order. Callers must not modify the slice.
+func (p *Pool) Origins() []*Origin { return p.origins }
+
+// Check returns the pool's active health check with defaults applied, or nil when the pool
+// has none. Callers must not modify it.
+func (p *Pool) Check() *HealthCheck { return p.check }
+
+// defaultEWMA is the score latency of a pool where no origin has an observation yet: any
+// positive constant would do, since all candidates then share it.
+const defaultEWMA = float64(time.Millisecond)
+
+// candidate is one origin Pick may choose, with what P2C needs to know of it.
+type candidate struct {
+	idx    int // in Pool.origins
+	weight int
+	score  float64
+}
+
+// pick returns the pool's choice among origins not in tried (and available, if
+// healthyOnly), or nil when there is none.
+func (p *Pool) pick(tried []*Origin, now int64, healthyOnly bool, rnd func() uint64) *Origin {
+	// A fixed array keeps the candidates on the stack for any sane pool; larger pools
+	// still work, at the cost of one allocation.
+	var buf [32]candidate
+	cs := buf[:0]
+	lowest := math.Inf(1)
+	for i, o := range p.origins {
+		e := o.st.ewmaNow(now)
+		if e > 0 && e < lowest {
+			lowest = e
+		}
+		if triedAlready(tried, o) || (healthyOnly && !o.st.available(now)) {
+			continue
+		}
+		// The score is provisional: e is 0 when unknown, fixed once lowest is known.
+		cs = append(cs, candidate{idx: i, weight: o.weight, score: e})
+	}
+	if len(cs) == 0 {
+		return nil
+	}
+	if math.IsInf(lowest, 1) {
+		lowest = defaultEWMA
+	}
+	for i := range cs {
+		c := &cs[i]
+		if c.score <= 0 {
+			c.score = lowest
+		}
+		c.score = loadScore(c.score, p.origins[c.idx].st.inflight.Load(), c.weight)
+	}
+	return p.origins[cs[p2c(cs, rnd)].idx]
+}
+
+// loadScore is the cost of sending one more request to an origin: its expected latency
+// times the requests it would then have in flight, per unit of weight.
+func loadScore(ewma float64, inflight int64, weight int) float64 {
+	return ewma * float64(max(inflight, 0)+1) / float64(max(weight, 1))
+}
+
+// p2c draws two distinct candidates in proportion to their weights and returns the index of
+// the one with the lower score (the first drawn on a tie), or -1 when cs is empty. Pure.
+func p2c(cs []candidate, rnd func() uint64) int {
+	switch len(cs) {
+	case 0:
+		return -1
+	case 1:
+		return 0
+	}
+	total := 0
+	for _, c := range cs {
+		total += c.weight
+	}
+	a := weightedDraw(cs, rnd()%uint64(total), -1)
+	b := weightedDraw(cs, rnd()%uint64(total-cs[a].weight), a)
+	if cs[b].score < cs[a].score {
+		return b
+	}
+	return a
+}
+
+// weightedDraw maps r in [0, sum of weights except skip's) to a candidate index.
+func weightedDraw(cs []candidate, r uint64, skip int) int {
+	last := -1
+	for i, c := range cs {
+		if i == skip {
+			continue
+		}
+		if r < uint64(c.weight) {
+			return i
+		}
+		r -= uint64(c.weight)
+		last = i
+	}
+	return last // unreachable with r in range; defensive
+}
+
+func triedAlready(tried []*Origin, o *Origin) bool {
+	for _, t := range tried {
+		if t == o || (t != nil && t.st == o.st) {
+			return true
+		}
+	}
+	return false
+}
