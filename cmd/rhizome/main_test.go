@@ -107,3 +107,46 @@ func TestPurgeCommand(t *testing.T) {
 		t.Fatalf("wrong token: exit %d, %q", code, errb.String())
 	}
 }
+
+func TestStatusCommandShowsOrigins(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	defer origin.Close()
+	node, err := edge.Start(snapshot.Spec{Version: "v7", Sites: []snapshot.SiteSpec{{
+		Name: "shop", Hosts: []string{"*"},
+		Pools: []snapshot.PoolSpec{
+			{Name: "primary", Origins: []snapshot.OriginSpec{{URL: origin.URL}},
+				HealthCheck: &snapshot.HealthCheckSpec{Path: "/", Interval: 100 * time.Millisecond, Timeout: 50 * time.Millisecond}},
+			{Name: "fallback", Origins: []snapshot.OriginSpec{{URL: "http://127.0.0.1:1"}}},
+		},
+	}}}, edge.Options{Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", AdminToken: "tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		node.Shutdown(ctx)
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var out, errb bytes.Buffer
+		if code := run([]string{"status", "--admin", node.AdminAddr.String(), "--token", "tok"}, &out, &errb); code != 0 {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+		s := out.String()
+		if strings.Contains(s, "ago ok") {
+			for _, want := range []string{"configuration v7", "site shop", "primary", "fallback", origin.URL, "healthy", "cache:"} {
+				if !strings.Contains(s, want) {
+					t.Fatalf("status lacks %q:\n%s", want, s)
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no health check shown:\n%s", s)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -17,9 +19,29 @@ import (
 
 func runProxy(args []string, stderr io.Writer) error {
 	fs := newFlagSet("proxy", stderr)
-	var origins, trusted listFlag
+	var origins, fallbacks, trusted, retryMethods listFlag
 	var mem, disk sizeFlag = 256 << 20, 1 << 30
-	fs.Var(&origins, "origin", "origin URL (http or https); repeat for several, tried in turn")
+	fs.Var(&origins, "origin", "origin URL (http or https), optionally \",weight=N\" (1..100); repeat for several")
+	fs.Var(&fallbacks, "fallback", "origin of the fallback pool, used only when no --origin is available; same form, repeatable")
+	healthPath := fs.String("health-path", "", "path of active health checks (e.g. /healthz); empty: no active checks, passive detection only")
+	healthMethod := fs.String("health-method", "GET", "method of health checks")
+	healthHost := fs.String("health-host", "", "Host header of health checks (default: the origin's host)")
+	healthStatus := fs.String("health-status", "200-399", "expected status of health checks: a code or a range")
+	healthBody := fs.String("health-body", "", "substring the health check body must contain")
+	healthInterval := fs.Duration("health-interval", 2*time.Second, "time between health checks of an origin")
+	healthTimeout := fs.Duration("health-timeout", time.Second, "timeout of one health check")
+	healthRise := fs.Int("health-rise", 2, "successful checks in a row that mark an origin up")
+	healthFall := fs.Int("health-fall", 3, "failed checks in a row that mark an origin down")
+	connectTimeout := fs.Duration("connect-timeout", snapshot.DefaultConnectTimeout, "timeout to connect to an origin")
+	firstByteTimeout := fs.Duration("first-byte-timeout", snapshot.DefaultFirstByteTimeout, "timeout from request sent to the origin's response headers")
+	idleTimeout := fs.Duration("idle-timeout", snapshot.DefaultIdleTimeout, "timeout between two reads of an origin's body")
+	totalTimeout := fs.Duration("total-timeout", 0, "timeout of a whole origin exchange, body included (0: none)")
+	attempts := fs.Int("attempts", snapshot.DefaultAttempts, "tries of one request on different origins, the first included (1: no retries)")
+	retryBudget := fs.Float64("retry-budget", snapshot.DefaultRetryBudget, "retries may add at most this percentage to the requests")
+	fs.Var(&retryMethods, "retry-method", "a method besides GET, HEAD and OPTIONS that is safe to retry (e.g. PUT); repeatable")
+	ejectAfter := fs.Int("eject-after", 5, "failures in a row that take an origin out of rotation (-1: never)")
+	ejectTime := fs.Duration("eject-time", 5*time.Second, "first ejection; doubles each time an origin is ejected again")
+	ejectMax := fs.Duration("eject-max", 5*time.Minute, "longest ejection")
 	demoOrigin := fs.Bool("demo", false, "start a built-in sample origin on loopback and use it as the origin")
 	listen := fs.String("listen", "127.0.0.1:8080", "address for client traffic (HTTP/1.1 and h2c)")
 	adminAddr := fs.String("admin", "127.0.0.1:9090", `admin API address (purge, status); "off" to disable`)
@@ -46,10 +68,13 @@ func runProxy(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	for i, o := range origins {
-		if _, err := snapshot.ParseOriginURL(o); err != nil {
-			return fmt.Errorf("--origin[%d]: %v", i, err)
-		}
+	primary, err := parseOrigins("--origin", origins)
+	if err != nil {
+		return err
+	}
+	fallback, err := parseOrigins("--fallback", fallbacks)
+	if err != nil {
+		return err
 	}
 	for i, t := range trusted {
 		if _, err := snapshot.ParsePrefix(t); err != nil {
@@ -57,7 +82,7 @@ func runProxy(args []string, stderr io.Writer) error {
 		}
 	}
 	if *demoOrigin && *check {
-		origins = append(origins, "http://127.0.0.1:1") // stands for the sample origin's port
+		primary = append(primary, snapshot.OriginSpec{URL: "http://127.0.0.1:1"}) // stands for the sample origin
 	} else if *demoOrigin {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -65,10 +90,10 @@ func runProxy(args []string, stderr io.Writer) error {
 		}
 		o := demo.NewOrigin()
 		go func() { _ = o.Serve(ln) }()
-		origins = append(origins, "http://"+ln.Addr().String())
+		primary = append(primary, snapshot.OriginSpec{URL: "http://" + ln.Addr().String()})
 		log.Info("sample origin started", "url", "http://"+ln.Addr().String())
 	}
-	if len(origins) == 0 {
+	if len(primary) == 0 {
 		return fmt.Errorf("--origin: at least one origin is required (or --demo for the built-in sample origin)")
 	}
 	site := snapshot.SiteSpec{
@@ -77,17 +102,29 @@ func runProxy(args []string, stderr io.Writer) error {
 		OriginHost:     *originHost,
 		TrustedProxies: trusted,
 		Cache:          snapshot.CacheSpec{Disabled: *noCache, DefaultTTL: *defaultTTL, AlwaysOnline: *alwaysOnline},
+		Timeouts:       snapshot.TimeoutSpec{Connect: *connectTimeout, FirstByte: *firstByteTimeout, Idle: *idleTimeout, Total: *totalTimeout},
+		Retry:          snapshot.RetrySpec{Attempts: *attempts, BudgetPercent: *retryBudget, Methods: retryMethods},
+		Outlier:        snapshot.OutlierSpec{ConsecutiveFailures: *ejectAfter, BaseEjection: *ejectTime, MaxEjection: *ejectMax},
 	}
-	for _, o := range origins {
-		site.Origins = append(site.Origins, snapshot.OriginSpec{URL: o})
+	var hc *snapshot.HealthCheckSpec
+	if *healthPath != "" {
+		hc = &snapshot.HealthCheckSpec{
+			Path: *healthPath, Method: *healthMethod, Host: *healthHost, ExpectStatus: *healthStatus,
+			BodyContains: *healthBody, Interval: *healthInterval, Timeout: *healthTimeout,
+			Rise: *healthRise, Fall: *healthFall,
+		}
+	}
+	site.Pools = []snapshot.PoolSpec{{Name: "primary", Origins: primary, HealthCheck: hc}}
+	if len(fallback) > 0 {
+		site.Pools = append(site.Pools, snapshot.PoolSpec{Name: "fallback", Origins: fallback, HealthCheck: hc})
 	}
 	spec := snapshot.Spec{Version: "cli", Sites: []snapshot.SiteSpec{site}}
+	if _, err := snapshot.Compile(spec); err != nil {
+		return flagErrors(err)
+	}
 	if *check {
-		if _, err := snapshot.Compile(spec); err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "configuration ok: listen %s, admin %s, origins %v, cache memory %s disk %s\n",
-			*listen, *adminAddr, []string(origins), mem.String(), disk.String())
+		fmt.Fprintf(stderr, "configuration ok: listen %s, admin %s, origins %d primary + %d fallback, cache memory %s disk %s\n",
+			*listen, *adminAddr, len(primary), len(fallback), mem.String(), disk.String())
 		return nil
 	}
 	node, err := edge.Start(spec, edge.Options{
@@ -98,7 +135,7 @@ func runProxy(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	attrs := []any{"listen", node.Addr.String(), "origins", []string(origins)}
+	attrs := []any{"listen", node.Addr.String(), "origins", len(primary), "fallbacks", len(fallback)}
 	if node.AdminAddr != nil {
 		attrs = append(attrs, "admin", node.AdminAddr.String())
 		if *adminToken == "" && *dataDir == "" {
@@ -118,4 +155,52 @@ func runProxy(args []string, stderr io.Writer) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return node.Shutdown(sctx)
+}
+
+// parseOrigins reads --origin values of the form URL or URL,weight=N.
+func parseOrigins(flag string, values []string) ([]snapshot.OriginSpec, error) {
+	var out []snapshot.OriginSpec
+	for i, v := range values {
+		o := snapshot.OriginSpec{URL: v}
+		if u, w, ok := strings.Cut(v, ",weight="); ok {
+			n, err := strconv.Atoi(w)
+			if err != nil {
+				return nil, fmt.Errorf("%s[%d]: weight %q is not a number", flag, i, w)
+			}
+			o = snapshot.OriginSpec{URL: u, Weight: n}
+		}
+		if _, err := snapshot.ParseOriginURL(o.URL); err != nil {
+			return nil, fmt.Errorf("%s[%d]: %v", flag, i, err)
+		}
+		if o.Weight < 0 || o.Weight > snapshot.MaxOriginWeight {
+			return nil, fmt.Errorf("%s[%d]: weight %d out of range 1..%d", flag, i, o.Weight, snapshot.MaxOriginWeight)
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+// flagErrors turns the field paths of the one-site configuration built from flags back into
+// the flags an operator typed.
+func flagErrors(err error) error {
+	r := strings.NewReplacer( // at a position, the first listed match wins: specific ones first
+		"sites[0].pools[0].health_check.expect_status", "--health-status",
+		"sites[0].pools[0].health_check.body_contains", "--health-body",
+		"sites[0].pools[0].health_check.", "--health-",
+		"sites[0].pools[1].health_check.", "--health-",
+		"sites[0].pools[0].origins", "--origin",
+		"sites[0].pools[1].origins", "--fallback",
+		"sites[0].timeouts.first_byte", "--first-byte-timeout",
+		"sites[0].timeouts.connect", "--connect-timeout",
+		"sites[0].timeouts.idle", "--idle-timeout",
+		"sites[0].timeouts.total", "--total-timeout",
+		"sites[0].retry.attempts", "--attempts",
+		"sites[0].retry.budget_percent", "--retry-budget",
+		"sites[0].retry.methods", "--retry-method",
+		"sites[0].outlier.consecutive_failures", "--eject-after",
+		"sites[0].outlier.base_ejection", "--eject-time",
+		"sites[0].outlier.max_ejection", "--eject-max",
+		"sites[0].cache.", "--",
+	)
+	return fmt.Errorf("%s", r.Replace(err.Error()))
 }

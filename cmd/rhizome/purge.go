@@ -9,9 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"rhizome/internal/admin"
+	"rhizome/internal/bytesize"
 )
 
 // adminClient holds the flags every admin command shares.
@@ -99,15 +101,70 @@ func runPurge(args []string, stdout io.Writer) error {
 func runStatus(args []string, stdout io.Writer) error {
 	fs := newFlagSet("status", os.Stderr)
 	c := addAdminFlags(fs)
+	asJSON := fs.Bool("json", false, "print the admin API's JSON as it is")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var st json.RawMessage
-	if err := c.do(http.MethodGet, "/v1/status", nil, &st); err != nil {
+	var raw json.RawMessage
+	if err := c.do(http.MethodGet, "/v1/status", nil, &raw); err != nil {
 		return err
 	}
-	_, err := stdout.Write(append(st, '\n'))
-	return err
+	if *asJSON {
+		_, err := stdout.Write(append(raw, '\n'))
+		return err
+	}
+	var st admin.Status
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	printStatus(stdout, st, time.Now())
+	return nil
+}
+
+// printStatus writes the status for people: one table of origins per site, then the cache.
+func printStatus(w io.Writer, st admin.Status, now time.Time) {
+	fmt.Fprintf(w, "configuration %s, up %s\n", st.Version, st.Uptime)
+	for _, site := range st.Sites {
+		fmt.Fprintf(w, "\nsite %s (hosts %s, cache %v)\n", site.Name, strings.Join(site.Hosts, " "), onOff(site.Cache))
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  POOL\tORIGIN\tSTATE\tLATENCY\tIN FLIGHT\tREQUESTS\tERRORS 1m\tLAST CHECK")
+		for _, g := range st.Upstreams {
+			if g.Key != site.Name {
+				continue
+			}
+			for _, p := range g.Pools {
+				for _, o := range p.Origins {
+					state := o.State
+					if o.EjectedUntil != nil {
+						state += fmt.Sprintf(" (%s left)", o.EjectedUntil.Sub(now).Round(time.Second))
+					}
+					check := "-"
+					if o.LastCheck != nil {
+						check = fmt.Sprintf("%s ago ", now.Sub(*o.LastCheck).Round(100*time.Millisecond))
+						if o.LastCheckOK {
+							check += "ok"
+						} else {
+							check += "failed: " + o.LastCheckError
+						}
+					}
+					fmt.Fprintf(tw, "  %s\t%s\t%s\t%.1fms\t%d\t%d\t%.1f%%\t%s\n", p.Name, o.URL, state,
+						o.LatencyEWMAms, o.Inflight, o.Requests, 100*o.ErrorRate, check)
+				}
+			}
+		}
+		tw.Flush()
+	}
+	if c := st.Cache; c != nil {
+		fmt.Fprintf(w, "\ncache: %d objects in memory (%s), %d on disk (%s); %d hits, %d misses, %d evicted, %d purged\n",
+			c.MemoryObjects, bytesize.Format(c.MemoryBytes), c.DiskObjects, bytesize.Format(c.DiskBytes), c.Hits, c.Misses, c.Evictions, c.Purged)
+	}
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }
 
 // interleave moves flags before positional arguments, so that "purge URL --tag t" works

@@ -24,6 +24,7 @@ import (
 	"rhizome/internal/cache"
 	"rhizome/internal/cachepolicy"
 	"rhizome/internal/snapshot"
+	"rhizome/internal/upstream"
 )
 
 // Limits on a purge request, so that one call cannot pin the node.
@@ -36,9 +37,11 @@ const (
 type Server struct {
 	Store    *cache.Store              // nil when caching is off
 	Snapshot func() *snapshot.Snapshot // the snapshot being served
-	Token    string                    // bearer token; required, see LoadOrCreateToken
-	Logger   *slog.Logger
-	Started  time.Time
+	// Upstreams reports the live state of the origins (health, latency, errors).
+	Upstreams func() []upstream.GroupStatus
+	Token     string // bearer token; required, see LoadOrCreateToken
+	Logger    *slog.Logger
+	Started   time.Time
 }
 
 // PurgeRequest is the body of POST /v1/purge. Each list is optional; at least one item is required.
@@ -55,18 +58,19 @@ type PurgeResponse struct {
 
 // Status is the answer of GET /v1/status.
 type Status struct {
-	Version string       `json:"version"`
-	Uptime  string       `json:"uptime"`
-	Sites   []SiteInfo   `json:"sites"`
-	Cache   *cache.Stats `json:"cache,omitempty"`
+	Version   string                 `json:"version"`
+	Uptime    string                 `json:"uptime"`
+	Sites     []SiteInfo             `json:"sites"`
+	Upstreams []upstream.GroupStatus `json:"upstreams"`
+	Cache     *cache.Stats           `json:"cache,omitempty"`
 }
 
 // SiteInfo describes one served site.
 type SiteInfo struct {
-	Name    string   `json:"name"`
-	Hosts   []string `json:"hosts"`
-	Origins []string `json:"origins"`
-	Cache   bool     `json:"cache"`
+	Name  string   `json:"name"`
+	Hosts []string `json:"hosts"`
+	Pools []string `json:"pools"`
+	Cache bool     `json:"cache"`
 }
 
 // Handler returns the API's routes.
@@ -184,11 +188,14 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		st.Version = snap.Version
 		for _, site := range snap.Sites() {
 			info := SiteInfo{Name: site.Name, Hosts: site.Hosts, Cache: site.CacheEnabled}
-			for _, o := range site.Pool.Origins() {
-				info.Origins = append(info.Origins, o.URL.String())
+			for _, p := range site.Pools {
+				info.Pools = append(info.Pools, p.Name)
 			}
 			st.Sites = append(st.Sites, info)
 		}
+	}
+	if s.Upstreams != nil {
+		st.Upstreams = s.Upstreams()
 	}
 	if s.Store != nil {
 		cs := s.Store.Stats()

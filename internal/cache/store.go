@@ -155,6 +155,7 @@ type Store struct {
 	lruTail   *entry
 	diskBytes int64
 	fills     map[*Fill]struct{} // unfinished fills, aborted by Close
+	purgeLog  []purgeRecord      // the last purgeLogSize purges, oldest first
 
 	hits, misses, evictions, memEvictions, purged atomic.Uint64
 }
@@ -397,7 +398,7 @@ func (s *Store) removeLocked(e *entry) {
 func (s *Store) Delete(key string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.purgeFillsLocked(func(f *Fill) bool { return f.meta.Key == key })
+	s.purgeFillsLocked(func(k string, _ []string) bool { return k == key })
 	e := s.idx[key]
 	if e == nil || s.closed.Load() {
 		return false
@@ -411,7 +412,7 @@ func (s *Store) Delete(key string) bool {
 func (s *Store) PurgeURL(u string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.purgeFillsLocked(func(f *Fill) bool { return f.meta.Key == u || strings.HasPrefix(f.meta.Key, u+"\x00") })
+	s.purgeFillsLocked(func(k string, _ []string) bool { return k == u || strings.HasPrefix(k, u+"\x00") })
 	var victims []*entry
 	for _, e := range s.byURL[primaryKey(u)] {
 		if e.key == u || strings.HasPrefix(e.key, u+"\x00") {
@@ -426,7 +427,7 @@ func (s *Store) PurgeURL(u string) int {
 func (s *Store) PurgePrefix(p string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.purgeFillsLocked(func(f *Fill) bool { return strings.HasPrefix(f.meta.Key, p) })
+	s.purgeFillsLocked(func(k string, _ []string) bool { return strings.HasPrefix(k, p) })
 	var victims []*entry
 	for k, e := range s.idx {
 		if strings.HasPrefix(k, p) {
@@ -440,7 +441,7 @@ func (s *Store) PurgePrefix(p string) int {
 func (s *Store) PurgeTag(tag string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.purgeFillsLocked(func(f *Fill) bool { return slices.Contains(f.meta.Tags, tag) })
+	s.purgeFillsLocked(func(_ string, tags []string) bool { return slices.Contains(tags, tag) })
 	victims := make([]*entry, 0, len(s.byTag[tag]))
 	for e := range s.byTag[tag] {
 		victims = append(victims, e)
@@ -452,16 +453,60 @@ func (s *Store) PurgeTag(tag string) int {
 // proxy's collapsing) can refuse to join, after a purge, a fetch that began before it.
 func (s *Store) Generation() uint64 { return s.purges.Load() }
 
-// purgeFillsLocked marks the unfinished fills that match, so that they are not stored
-// (ErrPurged): what they carry may be exactly what the operator wants gone. Fills stay in
-// s.fills until their commit has stored or refused them, so no purge falls in between.
-func (s *Store) purgeFillsLocked(match func(*Fill) bool) {
-	s.purges.Add(1)
+// purgeMatch says whether a purge covers an object with this key and these tags.
+type purgeMatch func(key string, tags []string) bool
+
+// purgeRecord is one purge kept in the recent-purge log.
+type purgeRecord struct {
+	gen   uint64
+	match purgeMatch
+}
+
+// purgeLogSize bounds the recent-purge log. A fill begun as of a generation older than the
+// log's oldest entry is refused, as if a purge had matched it: the cost is one extra miss.
+const purgeLogSize = 256
+
+// purgeFillsLocked records a purge: it marks the unfinished fills that match, so that they
+// are not stored (ErrPurged), and logs it for fills whose fetch began before it but whose
+// Begin comes after (BeginSince). Fills stay in s.fills until their commit has stored or
+// refused them, so no purge falls in between.
+func (s *Store) purgeFillsLocked(match purgeMatch) {
+	gen := s.purges.Add(1)
+	if len(s.purgeLog) == purgeLogSize {
+		s.purgeLog = append(s.purgeLog[:0], s.purgeLog[1:]...)
+	}
+	s.purgeLog = append(s.purgeLog, purgeRecord{gen: gen, match: match})
 	for f := range s.fills {
-		if match(f) {
+		if match(f.meta.Key, f.meta.Tags) {
 			f.purged.Store(true)
 		}
 	}
+}
+
+// BeginSince is Begin for a body whose fetch started when the store's Generation was gen:
+// a purge since then that covers the object marks the fill purged, so that content fetched
+// before a purge is never stored after it.
+func (s *Store) BeginSince(meta Meta, gen uint64) (*Fill, error) {
+	f, err := s.Begin(meta)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.purges.Load() == gen {
+		return f, nil
+	}
+	if len(s.purgeLog) == 0 || s.purgeLog[0].gen > gen+1 {
+		f.purged.Store(true) // older than what the log remembers
+		return f, nil
+	}
+	for _, rec := range s.purgeLog {
+		if rec.gen > gen && rec.match(f.meta.Key, f.meta.Tags) {
+			f.purged.Store(true)
+			break
+		}
+	}
+	return f, nil
 }
 
 func (s *Store) purgeLocked(victims []*entry) int {

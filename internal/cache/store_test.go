@@ -794,3 +794,30 @@ func TestPurgeDuringFill(t *testing.T) {
 		})
 	}
 }
+
+// TestBeginSince: a body whose fetch began before a purge is not stored when the purge
+// covers it, even though its fill begins after the purge; an unrelated purge does not matter.
+func TestBeginSince(t *testing.T) {
+	s, err := Open(Config{Dir: t.TempDir(), MemoryBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	gen := s.Generation()
+	s.PurgeURL("http://x/other")
+	s.PurgeTag("t1")
+	for _, c := range []struct {
+		key, tag string
+		stored   bool
+	}{{"http://x/a", "t2", true}, {"http://x/other", "", false}, {"http://x/b", "t1", false}} {
+		f, err := s.BeginSince(Meta{Key: c.key, Status: 200, Tags: []string{c.tag}}, gen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write([]byte("body"))
+		err = f.Commit()
+		if _, ok := s.Get(c.key); ok != c.stored || (err == nil) != c.stored {
+			t.Fatalf("%s: stored %v, commit %v; want stored %v", c.key, ok, err, c.stored)
+		}
+	}
+}

@@ -134,7 +134,7 @@ func Start(spec snapshot.Spec, o Options) (*Node, error) {
 			return nil, fmt.Errorf("admin listen %s: %w", o.AdminListen, err)
 		}
 		n.AdminAddr = aln.Addr()
-		a := &admin.Server{Store: n.Store, Snapshot: n.Proxy.Snapshot, Token: n.Token, Logger: log, Started: time.Now()}
+		a := &admin.Server{Store: n.Store, Snapshot: n.Proxy.Snapshot, Upstreams: n.Proxy.Upstreams, Token: n.Token, Logger: log, Started: time.Now()}
 		n.serve(&http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}, aln)
 	}
 	ok = true
@@ -169,6 +169,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 
 func (n *Node) close() error {
 	var err error
+	if n.Proxy != nil {
+		n.Proxy.Close() // health checks
+	}
 	if n.Store != nil {
 		err = n.Store.Close()
 	}

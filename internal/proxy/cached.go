@@ -325,7 +325,7 @@ func (h *Handler) lead(r *http.Request, x *exchange, f *flight, primary, skey st
 		h.storeVaryMarker(primary, vary, reqTime, respTime)
 	}
 	meta := cache.Meta{Key: key, Status: resp.StatusCode, Header: hdr, RequestTime: reqTime, ResponseTime: respTime, Tags: tags}
-	fill, berr := h.store.Begin(meta)
+	fill, berr := h.store.BeginSince(meta, f.gen) // a purge since the fetch began wins
 	if berr != nil {
 		h.log.Warn("cache write failed; passing through", "key", key, "err", berr)
 		f.resp, f.reason = resp, "store-error"

@@ -34,6 +34,9 @@ type Config struct {
 	AccessLog bool
 	// Now is the clock; tests inject one. Default time.Now.
 	Now func() time.Time
+	// Registry keeps the origins' live health across snapshots and runs health checks.
+	// Nil: the handler makes its own and stops it in Close.
+	Registry *upstream.Registry
 }
 
 // Handler is the data plane. Create it with New; it is an http.Handler.
@@ -49,6 +52,10 @@ type Handler struct {
 
 	ridPrefix string
 	ridSeq    atomic.Uint64
+
+	registry    *upstream.Registry
+	ownRegistry bool
+	swapMu      sync.Mutex // serialises Swap: binding a snapshot to the registry
 
 	mu      sync.Mutex
 	flights map[string]*flight
@@ -83,21 +90,48 @@ func New(snap *snapshot.Snapshot, cfg Config) *Handler {
 	_, _ = rand.Read(b[:])
 	h.ridPrefix = hex.EncodeToString(b[:]) + "-"
 	h.passMemo.init()
-	h.snap.Store(snap)
+	h.registry = cfg.Registry
+	if h.registry == nil {
+		h.registry = upstream.NewRegistry(upstream.RegistryOptions{Logger: h.log})
+		h.ownRegistry = true
+	}
+	h.Swap(snap)
 	return h
 }
 
 // Swap makes snap the snapshot for every request that starts after it returns. Requests in
-// flight finish on the snapshot they started with.
-func (h *Handler) Swap(snap *snapshot.Snapshot) { h.snap.Store(snap) }
+// flight finish on the snapshot they started with. Swap binds each site to the live state of
+// its origins (kept across snapshots for origins that did not change) before publishing;
+// snap must not be served by another Handler.
+func (h *Handler) Swap(snap *snapshot.Snapshot) {
+	h.swapMu.Lock()
+	defer h.swapMu.Unlock()
+	keys := make([]string, 0, len(snap.Sites()))
+	for _, site := range snap.Sites() {
+		site.Upstream = h.registry.GroupWithRetry(site.Name, site.Pools, site.Outlier, site.Retry.Policy)
+		keys = append(keys, site.Name)
+	}
+	h.snap.Store(snap)
+	h.registry.Retain(keys)
+}
+
+// Upstreams reports the live state of every site's origins, for the admin API.
+func (h *Handler) Upstreams() []upstream.GroupStatus { return h.registry.Status() }
+
+// Close stops the health checks the handler started itself.
+func (h *Handler) Close() {
+	if h.ownRegistry {
+		h.registry.Close()
+	}
+}
 
 // Snapshot returns the snapshot being served.
 func (h *Handler) Snapshot() *snapshot.Snapshot { return h.snap.Load() }
 
-// TransportOptions tune the connection pool toward origins.
+// TransportOptions tune the connection pool toward origins. Timeouts of requests are per
+// site (snapshot.TimeoutSpec); ConnectTimeout here is only the ceiling for any dial.
 type TransportOptions struct {
-	ConnectTimeout      time.Duration // default 5s
-	FirstByteTimeout    time.Duration // time from request sent to response headers; default 30s
+	ConnectTimeout      time.Duration // ceiling for a dial; default 30s
 	IdleConnTimeout     time.Duration // keep-alive connections are closed after this; default 90s
 	MaxIdleConnsPerHost int           // default 256: enough for a 2-core node at full load
 }
@@ -107,10 +141,7 @@ type TransportOptions struct {
 // the origin chose to send for the client's own Accept-Encoding (selected by Vary).
 func NewTransport(o TransportOptions) *http.Transport {
 	if o.ConnectTimeout == 0 {
-		o.ConnectTimeout = 5 * time.Second
-	}
-	if o.FirstByteTimeout == 0 {
-		o.FirstByteTimeout = 30 * time.Second
+		o.ConnectTimeout = 30 * time.Second
 	}
 	if o.IdleConnTimeout == 0 {
 		o.IdleConnTimeout = 90 * time.Second
@@ -120,12 +151,13 @@ func NewTransport(o TransportOptions) *http.Transport {
 	}
 	d := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
 	return &http.Transport{
-		Proxy:                  nil, // an edge never goes through an outbound proxy from the environment
-		DialContext:            d.DialContext,
-		MaxIdleConns:           4 * o.MaxIdleConnsPerHost,
-		MaxIdleConnsPerHost:    o.MaxIdleConnsPerHost,
-		IdleConnTimeout:        o.IdleConnTimeout,
-		ResponseHeaderTimeout:  o.FirstByteTimeout,
+		Proxy:       nil,            // an edge never goes through an outbound proxy from the environment
+		DialContext: dialContext(d), // a site's own connect timeout, if shorter, comes with the request
+
+		MaxIdleConns:        4 * o.MaxIdleConnsPerHost,
+		MaxIdleConnsPerHost: o.MaxIdleConnsPerHost,
+		IdleConnTimeout:     o.IdleConnTimeout,
+		// First-byte, idle and total timeouts are per site and per attempt (attempt.go).
 		TLSHandshakeTimeout:    o.ConnectTimeout,
 		ExpectContinueTimeout:  time.Second,
 		DisableCompression:     true,
@@ -207,11 +239,12 @@ func (h *Handler) cacheable(r *http.Request, site *snapshot.Site) bool {
 func (h *Handler) outbound(ctx context.Context, r *http.Request, x *exchange, o *upstream.Origin, fill bool) *http.Request {
 	out := r.Clone(ctx)
 	out.RequestURI = ""
+	ou := o.URL()
 	out.URL = &url.URL{
-		Scheme:   o.URL.Scheme,
-		Host:     o.URL.Host,
-		Path:     o.URL.Path + r.URL.Path,
-		RawPath:  o.URL.Path + r.URL.EscapedPath(),
+		Scheme:   ou.Scheme,
+		Host:     ou.Host,
+		Path:     ou.Path + r.URL.Path,
+		RawPath:  ou.Path + r.URL.EscapedPath(),
 		RawQuery: r.URL.RawQuery,
 	}
 	out.Host = r.Host
@@ -251,39 +284,65 @@ func (h *Handler) outbound(ctx context.Context, r *http.Request, x *exchange, o 
 	return out
 }
 
-// roundTrip sends r to the site's origins. A request that never reached an origin (connect
-// refused, no route) is tried on the next origin when it is idempotent and has no body;
-// anything else fails at once, since the origin may have acted on it.
+// roundTrip sends r to the site's origins, pool by pool, and returns the first answer it
+// can use. A failed attempt is tried again on another origin when nothing has reached the
+// client yet and it is safe: a connection that was never made (any request without a body),
+// or a timeout or 5xx answer to an idempotent request without a body. Retries are bounded
+// by the site's attempt count and its retry budget, so that a sick origin is not buried.
+// When every attempt fails, the last origin answer (a 5xx) is returned as it is; without
+// one, the last error.
 func (h *Handler) roundTrip(ctx context.Context, r *http.Request, x *exchange, fill bool, extra http.Header) (*http.Response, *Error) {
+	g := x.site.Upstream
+	retry := x.site.Retry
+	noBody := fill || r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
+	idempotent := fill || retry.Idempotent[r.Method]
 	var tried []*upstream.Origin
 	var last *Error
-	retryable := fill || (r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions) && (r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0)
-	for {
-		o := x.site.Pool.Pick(tried)
+	var lastResp *http.Response
+	g.Budget().Request()
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 && (attempt >= retry.Attempts || !g.Budget().TryRetry()) {
+			break
+		}
+		o := g.Pick(tried)
 		if o == nil {
-			if last == nil {
-				last = &Error{Status: http.StatusBadGateway, Source: SourceInternal, Detail: "no-origin"}
-			}
-			return nil, last
+			break
 		}
 		tried = append(tried, o)
-		out := h.outbound(ctx, r, x, o, fill)
-		for k, v := range extra {
-			out.Header[k] = v
-		}
-		resp, err := h.transport.RoundTrip(out)
-		if err == nil {
+		resp, err, res := h.try(ctx, r, x, o, fill, extra)
+		if err == nil && (res == upstream.Success || !idempotent || !noBody) {
+			if lastResp != nil {
+				drain(lastResp)
+			}
 			return resp, nil
 		}
-		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-			return nil, &Error{Status: 499, Source: SourceClient, Detail: "client-closed", Err: err}
+		if err != nil && err.Source == SourceClient {
+			if lastResp != nil {
+				drain(lastResp)
+			}
+			return nil, err
 		}
-		last = originError(o.URL.Host, err)
-		if !last.Retryable || !retryable {
-			return nil, last
+		retryable := noBody && (res == upstream.ConnectError || idempotent)
+		if err == nil { // a 5xx answer to an idempotent request: keep it in case it is the last
+			if lastResp != nil {
+				drain(lastResp)
+			}
+			lastResp, last = resp, nil
+		} else {
+			last = err
 		}
-		h.log.Warn("origin unreachable, trying next", "site", x.site.Name, "origin", o.URL.Host, "err", err)
+		if !retryable {
+			break
+		}
+		h.log.Debug("origin attempt failed, trying another", "site", x.site.Name, "origin", o.URL().Host, "attempt", attempt+1, "err", err)
 	}
+	if lastResp != nil {
+		return lastResp, nil
+	}
+	if last == nil {
+		last = &Error{Status: http.StatusBadGateway, Source: SourceOrigin, Detail: "no-origin"}
+	}
+	return nil, last
 }
 
 // servePass forwards the request to an origin and streams the answer back, storing nothing.

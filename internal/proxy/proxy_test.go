@@ -78,7 +78,7 @@ type envOpt func(*snapshot.SiteSpec)
 // newEnv starts the proxy on a real socket in front of the given origins.
 func newEnv(t testing.TB, origins []string, opts ...envOpt) *env {
 	t.Helper()
-	site := snapshot.SiteSpec{Name: "test", Hosts: []string{"*"}}
+	site := snapshot.SiteSpec{Name: "test", Hosts: []string{"*"}, Timeouts: snapshot.TimeoutSpec{FirstByte: 2 * time.Second}}
 	for _, o := range origins {
 		site.Origins = append(site.Origins, snapshot.OriginSpec{URL: o})
 	}
@@ -95,7 +95,8 @@ func newEnv(t testing.TB, origins []string, opts ...envOpt) *env {
 	}
 	t.Cleanup(func() { store.Close() })
 	c := &clock{t: time.Now()}
-	h := New(snap, Config{Store: store, Now: c.now, Transport: NewTransport(TransportOptions{FirstByteTimeout: 2 * time.Second})})
+	h := New(snap, Config{Store: store, Now: c.now})
+	t.Cleanup(h.Close)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &env{proxy: srv, h: h, store: store, clock: c}

@@ -23,6 +23,9 @@ import (
 	"rhizome/internal/upstream"
 )
 
+// problem records one validation error at a field path.
+type problem func(path, format string, args ...any)
+
 // Limits on a Spec. They exist so that an oversized config is a validation error with a
 // clear message, never a surprise at serve time (the November 2025 outage was a file past a
 // hard limit that only the proxy knew about).
@@ -32,6 +35,19 @@ const (
 	MaxOriginsPerSite = 64    // origins per site
 	MaxOriginWeight   = 100   // weights are 1..100
 	MaxTrustedProxies = 256   // trusted proxy prefixes per site
+	MaxPoolsPerSite   = 8     // origin pools per site (primary, fallback, ...)
+	MaxTimeout        = 24 * time.Hour
+	MaxAttempts       = 10 // tries of one request, the first included
+)
+
+// Defaults of the origin settings, documented in docs/origins.md.
+const (
+	DefaultConnectTimeout   = 5 * time.Second  // as HAProxy's usual "timeout connect"
+	DefaultFirstByteTimeout = 30 * time.Second // from request sent to response headers
+	DefaultIdleTimeout      = 60 * time.Second // between two reads of a response body
+	DefaultAttempts         = 3                // a request and up to two retries on other origins
+	DefaultRetryBudget      = 20               // retries may add at most 20% to live traffic...
+	DefaultRetryMinPerSec   = 10               // ...but at least 10 per second are always allowed
 )
 
 // Spec is the uncompiled description of what a node serves.
@@ -46,8 +62,12 @@ type SiteSpec struct {
 	// Hosts are the Host header values this site answers, lowercased, without port.
 	// "*.example.com" matches any single-or-deeper subdomain; "*" matches every host not
 	// claimed by another site (the one-line proxy mode uses it).
-	Hosts   []string
-	Origins []OriginSpec // at least one
+	Hosts []string
+	// Origins is the short form of one pool named "default". Use either Origins or Pools.
+	Origins []OriginSpec
+	// Pools are tried in order: a later pool serves only when no origin of the earlier
+	// ones is available (e.g. "primary" on one provider, "fallback" on another).
+	Pools []PoolSpec
 	// OriginHost is the Host header sent to origins. Empty (the default) passes the client's
 	// Host through, as a CDN does, so one origin can serve several sites.
 	OriginHost string
@@ -55,6 +75,55 @@ type SiteSpec struct {
 	// believed. Empty (the default) trusts nobody: the client address comes from the socket.
 	TrustedProxies []string
 	Cache          CacheSpec
+	Timeouts       TimeoutSpec
+	Retry          RetrySpec
+	Outlier        OutlierSpec
+}
+
+// PoolSpec is an ordered group of origins, optionally health-checked.
+type PoolSpec struct {
+	Name        string // unique in the site
+	Origins     []OriginSpec
+	HealthCheck *HealthCheckSpec // nil: no active checks (passive outlier detection still runs)
+}
+
+// HealthCheckSpec configures active health checks of a pool's origins.
+type HealthCheckSpec struct {
+	Path         string        // required, e.g. "/healthz"
+	Method       string        // default GET
+	Host         string        // Host header; default the origin's host
+	ExpectStatus string        // "200" or a range "200-399" (default)
+	BodyContains string        // optional substring of the first 64 KiB of the body
+	Interval     time.Duration // default 2s; 100ms..1h
+	Timeout      time.Duration // default 1s; must be below Interval
+	Rise         int           // successes in a row that mark an origin up; default 2
+	Fall         int           // failures in a row that mark it down; default 3
+}
+
+// TimeoutSpec bounds each origin request. Zero takes the default.
+type TimeoutSpec struct {
+	Connect   time.Duration // default 5s
+	FirstByte time.Duration // request sent -> response headers; default 30s
+	Idle      time.Duration // between two reads of the body; default 60s
+	Total     time.Duration // the whole exchange, body included; default 0 = none (large files)
+}
+
+// RetrySpec says when a failed request is tried again on another origin. Only requests that
+// failed before any byte reached the client are retried, and only idempotent ones (GET,
+// HEAD, OPTIONS and Methods), except a connection that was never made, which is retried for
+// any request without a body.
+type RetrySpec struct {
+	Attempts      int      // tries in all, the first included; default 3; 1 disables retries
+	BudgetPercent float64  // retries at most this share of requests (percent); default 20
+	MinPerSecond  float64  // retries always allowed per second whatever the traffic; default 10
+	Methods       []string // extra methods the operator declares idempotent (e.g. PUT)
+}
+
+// OutlierSpec configures passive outlier detection on live traffic.
+type OutlierSpec struct {
+	ConsecutiveFailures int           // failures in a row that eject an origin; default 5; -1 disables
+	BaseEjection        time.Duration // first ejection; doubles on each ejection in a row; default 5s
+	MaxEjection         time.Duration // cap; default 5m
 }
 
 // OriginSpec is one origin server.
@@ -96,14 +165,29 @@ type Snapshot struct {
 
 // Site is a compiled site. Immutable; safe for concurrent use.
 type Site struct {
-	Name           string
-	Hosts          []string
-	Pool           *upstream.Pool
+	Name    string
+	Hosts   []string
+	Pools   []upstream.PoolConfig // in order
+	Outlier upstream.Outlier
+	Retry   Retry
+	// Timeouts are the compiled origin timeouts, defaults applied.
+	Timeouts TimeoutSpec
+	// Upstream is the live state of the site's pools. Compile leaves it nil; the proxy binds
+	// it (keeping origins' health across snapshots) before the snapshot is served, and it is
+	// not changed after.
+	Upstream       *upstream.Group
 	OriginHost     string
 	TrustedProxies []netip.Prefix
 	CacheEnabled   bool
 	Policy         cachepolicy.Policy
 	AlwaysOnline   time.Duration
+}
+
+// Retry is a compiled RetrySpec.
+type Retry struct {
+	Attempts   int
+	Policy     upstream.RetryPolicy
+	Idempotent map[string]bool // methods that may be retried after reaching an origin
 }
 
 // Sites returns the compiled sites in spec order. Callers must not modify the slice.
@@ -147,7 +231,7 @@ func normalizeHost(host string) string {
 // prefixed by its field path (e.g. `sites[0].origins[1].url: scheme "ftp" not allowed`).
 func Compile(spec Spec) (*Snapshot, error) {
 	var errs []error
-	bad := func(path, format string, args ...any) {
+	var bad problem = func(path, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
 	}
 	if len(spec.Sites) == 0 {
@@ -205,31 +289,10 @@ func Compile(spec Spec) (*Snapshot, error) {
 			site.Hosts = append(site.Hosts, h)
 		}
 
-		if len(ss.Origins) == 0 {
-			bad(p+".origins", "at least one origin is required")
-		}
-		if len(ss.Origins) > MaxOriginsPerSite {
-			bad(p+".origins", "%d origins exceed the limit of %d", len(ss.Origins), MaxOriginsPerSite)
-		}
-		var origins []*upstream.Origin
-		for j, o := range ss.Origins {
-			op := fmt.Sprintf("%s.origins[%d]", p, j)
-			u, err := ParseOriginURL(o.URL)
-			if err != nil {
-				bad(op+".url", "%v", err)
-			}
-			w := o.Weight
-			if w == 0 {
-				w = 1
-			}
-			if w < 1 || w > MaxOriginWeight {
-				bad(op+".weight", "%d out of range 1..%d", o.Weight, MaxOriginWeight)
-			}
-			if u != nil {
-				origins = append(origins, &upstream.Origin{URL: u, Weight: w})
-			}
-		}
-		site.Pool = upstream.NewPool(origins)
+		site.Pools = compilePools(p, ss, bad)
+		site.Outlier = compileOutlier(p+".outlier", ss.Outlier, bad)
+		site.Timeouts = compileTimeouts(p+".timeouts", ss.Timeouts, bad)
+		site.Retry = compileRetry(p+".retry", ss.Retry, bad)
 
 		if ss.OriginHost != "" {
 			if err := checkHostPattern(strings.ToLower(ss.OriginHost)); err != nil || strings.Contains(ss.OriginHost, "*") {

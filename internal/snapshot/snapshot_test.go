@@ -42,6 +42,28 @@ func TestCompileRejects(t *testing.T) {
 				s.Origins = append(s.Origins, OriginSpec{URL: "http://x"})
 			}
 		}), "origins exceed the limit of 64"},
+		{"origins and pools", site(func(s *SiteSpec) { s.Pools = []PoolSpec{{Name: "p", Origins: s.Origins}} }), "sites[0].origins: give either origins or pools"},
+		{"pool without name", site(func(s *SiteSpec) { s.Pools, s.Origins = []PoolSpec{{Origins: s.Origins}}, nil }), "sites[0].pools[0].name: required"},
+		{"duplicate pool", site(func(s *SiteSpec) {
+			s.Pools, s.Origins = []PoolSpec{{Name: "p", Origins: s.Origins}, {Name: "p", Origins: s.Origins}}, nil
+		}), `sites[0].pools[1].name: "p": duplicate pool name`},
+		{"empty pool", site(func(s *SiteSpec) { s.Pools, s.Origins = []PoolSpec{{Name: "p"}}, nil }), "sites[0].pools[0].origins: at least one origin"},
+		{"pool origin url", site(func(s *SiteSpec) {
+			s.Pools, s.Origins = []PoolSpec{{Name: "p", Origins: []OriginSpec{{URL: "gopher://x"}}}}, nil
+		}), `sites[0].pools[0].origins[0].url: "gopher://x": scheme "gopher" not allowed`},
+		{"same origin twice", site(func(s *SiteSpec) { s.Origins = append(s.Origins, s.Origins[0]) }), "sites[0].origins[1].url"},
+		{"check path", withCheck(HealthCheckSpec{Path: "healthz"}), "sites[0].pools[0].health_check.path"},
+		{"check method", withCheck(HealthCheckSpec{Path: "/h", Method: "GE T"}), "sites[0].pools[0].health_check.method"},
+		{"check status", withCheck(HealthCheckSpec{Path: "/h", ExpectStatus: "399-200"}), "sites[0].pools[0].health_check.expect_status"},
+		{"check interval", withCheck(HealthCheckSpec{Path: "/h", Interval: time.Millisecond}), "sites[0].pools[0].health_check.interval"},
+		{"check timeout", withCheck(HealthCheckSpec{Path: "/h", Timeout: 3 * time.Second}), "sites[0].pools[0].health_check.timeout: 3s must be positive and below the interval 2s"},
+		{"check rise", withCheck(HealthCheckSpec{Path: "/h", Rise: 101}), "sites[0].pools[0].health_check.rise"},
+		{"timeout", site(func(s *SiteSpec) { s.Timeouts.FirstByte = -time.Second }), "sites[0].timeouts.first_byte"},
+		{"total below connect", site(func(s *SiteSpec) { s.Timeouts.Total = time.Second }), "sites[0].timeouts.total: 1s is shorter than connect 5s"},
+		{"attempts", site(func(s *SiteSpec) { s.Retry.Attempts = 11 }), "sites[0].retry.attempts: 11 out of range 1..10"},
+		{"budget", site(func(s *SiteSpec) { s.Retry.BudgetPercent = 101 }), "sites[0].retry.budget_percent"},
+		{"retry POST", site(func(s *SiteSpec) { s.Retry.Methods = []string{"POST"} }), "sites[0].retry.methods[0]: POST is not idempotent"},
+		{"ejection", site(func(s *SiteSpec) { s.Outlier.MaxEjection = time.Second }), "sites[0].outlier.max_ejection"},
 		{"duplicate host", Spec{Sites: []SiteSpec{
 			{Name: "a", Hosts: []string{"x.com"}, Origins: []OriginSpec{{URL: "http://o"}}},
 			{Name: "b", Hosts: []string{"X.com"}, Origins: []OriginSpec{{URL: "http://o"}}},
@@ -102,5 +124,34 @@ func TestSiteLookup(t *testing.T) {
 	noFallback, _ := Compile(site(nil))
 	if got := noFallback.Site("other.org"); got != nil {
 		t.Fatalf("Site(other.org) = %s, want nil without a catch-all", got.Name)
+	}
+}
+
+func withCheck(hc HealthCheckSpec) Spec {
+	return site(func(s *SiteSpec) {
+		s.Pools, s.Origins = []PoolSpec{{Name: "p", Origins: s.Origins, HealthCheck: &hc}}, nil
+	})
+}
+
+func TestCompileDefaults(t *testing.T) {
+	snap, err := Compile(site(func(s *SiteSpec) {
+		s.Pools, s.Origins = []PoolSpec{{Name: "p", Origins: s.Origins, HealthCheck: &HealthCheckSpec{Path: "/h"}}}, nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := snap.Sites()[0]
+	if st.Timeouts.Connect != DefaultConnectTimeout || st.Timeouts.FirstByte != DefaultFirstByteTimeout || st.Timeouts.Idle != DefaultIdleTimeout || st.Timeouts.Total != 0 {
+		t.Fatalf("timeouts %+v", st.Timeouts)
+	}
+	if st.Retry.Attempts != 3 || st.Retry.Policy.Ratio != 0.2 || !st.Retry.Idempotent["GET"] || st.Retry.Idempotent["POST"] {
+		t.Fatalf("retry %+v", st.Retry)
+	}
+	c := st.Pools[0].Check
+	if c.Method != "GET" || c.Interval != 2*time.Second || c.Timeout != time.Second || c.Rise != 2 || c.Fall != 3 || c.StatusMin != 200 || c.StatusMax != 399 {
+		t.Fatalf("check %+v", c)
+	}
+	if st.Outlier.ConsecutiveFailures != 5 || st.Outlier.BaseEjection != 5*time.Second || st.Outlier.MaxEjection != 5*time.Minute {
+		t.Fatalf("outlier %+v", st.Outlier)
 	}
 }
