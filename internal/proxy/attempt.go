@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"time"
 
 	"rhizome/internal/upstream"
@@ -51,9 +52,18 @@ func (h *Handler) try(ctx context.Context, r *http.Request, x *exchange, o *upst
 	}
 	att := o.Begin()
 	start := time.Now()
-	ttfb := time.AfterFunc(t.FirstByte, func() { cancel(errFirstByteTimeout) })
+	// The first-byte timer starts once the request is written, so that a client's slow
+	// upload is never counted against the origin.
+	ttfb := time.AfterFunc(MaxFirstByteWait, func() { cancel(errFirstByteTimeout) })
+	out = out.WithContext(httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) { ttfb.Reset(t.FirstByte) },
+	}))
 	resp, err := h.transport.RoundTrip(out)
-	ttfb.Stop()
+	if !ttfb.Stop() && err == nil && errors.Is(context.Cause(actx), errFirstByteTimeout) {
+		// The timer fired as the headers arrived: the body is already cancelled.
+		resp.Body.Close()
+		resp, err = nil, errFirstByteTimeout
+	}
 	latency := time.Since(start)
 	if err != nil {
 		cause := context.Cause(actx)
@@ -63,7 +73,10 @@ func (h *Handler) try(ctx context.Context, r *http.Request, x *exchange, o *upst
 		case ctx.Err() != nil:
 			att.End(upstream.Canceled, latency)
 			return nil, &Error{Status: 499, Source: SourceClient, Detail: "client-closed", Err: err}, upstream.Canceled
-		case errors.Is(cause, errFirstByteTimeout), errors.Is(cause, errTotalTimeout):
+		case errors.Is(cause, errFirstByteTimeout), errors.Is(cause, errTotalTimeout), errors.Is(err, errFirstByteTimeout):
+			if cause == nil {
+				cause = err
+			}
 			att.End(upstream.Timeout, latency)
 			return nil, &Error{Status: http.StatusGatewayTimeout, Source: SourceOrigin, Detail: "origin-timeout", Err: originError(o.URL().Host, cause).Err}, upstream.Timeout
 		}
@@ -89,9 +102,13 @@ func (h *Handler) try(ctx context.Context, r *http.Request, x *exchange, o *upst
 			return resp, nil, res
 		}
 	}
-	resp.Body = newGuardedBody(resp.Body, actx, t.Idle, func() { stopTotal(); cancel(nil) }, cancel)
+	resp.Body = newGuardedBody(resp.Body, actx, ctx, t.Idle, func() { stopTotal(); cancel(nil) }, cancel, o)
 	return resp, nil, res
 }
+
+// MaxFirstByteWait bounds the wait for a request to be written (a client's upload) before
+// the first-byte timeout starts; what bounds an upload is the client, not the origin.
+const MaxFirstByteWait = 24 * time.Hour
 
 // failureStatus: the 5xx answers that say the origin could not serve, counted against its
 // health and retried elsewhere for idempotent requests. 501 and 505 are the origin's
@@ -100,27 +117,44 @@ func failureStatus(code int) bool {
 	return code == 500 || code == 502 || code == 503 || code == 504
 }
 
-// guardedBody enforces the idle timeout between reads and releases the attempt's context
-// when closed.
+// guardedBody enforces the idle timeout while the origin is being read (not while the
+// client is being written to: a paused download is the client's business), releases the
+// attempt's context when closed, and reports a body that breaks off to the origin's health,
+// so that an origin that sends headers and then stalls is ejected like one that times out.
 type guardedBody struct {
-	rc      io.ReadCloser
-	ctx     context.Context
-	idle    time.Duration
-	timer   *time.Timer
-	release func()
+	rc       io.ReadCloser
+	ctx      context.Context // the attempt's
+	client   context.Context // the caller's: its end is not the origin's fault
+	idle     time.Duration
+	timer    *time.Timer
+	release  func()
+	origin   *upstream.Origin
+	reported bool
 }
 
-func newGuardedBody(rc io.ReadCloser, ctx context.Context, idle time.Duration, release func(), cancel context.CancelCauseFunc) *guardedBody {
-	return &guardedBody{rc: rc, ctx: ctx, idle: idle, release: release,
+func newGuardedBody(rc io.ReadCloser, ctx, client context.Context, idle time.Duration, release func(), cancel context.CancelCauseFunc, o *upstream.Origin) *guardedBody {
+	g := &guardedBody{rc: rc, ctx: ctx, client: client, idle: idle, release: release, origin: o,
 		timer: time.AfterFunc(idle, func() { cancel(errIdleTimeout) })}
+	g.timer.Stop() // armed only inside Read
+	return g
 }
 
 func (g *guardedBody) Read(p []byte) (int, error) {
 	g.timer.Reset(g.idle)
 	n, err := g.rc.Read(p)
+	g.timer.Stop()
 	if err != nil && err != io.EOF {
-		if cause := context.Cause(g.ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		cause := context.Cause(g.ctx)
+		if cause != nil && !errors.Is(cause, context.Canceled) {
 			err = cause // say which timeout cut the body
+		}
+		if !g.reported && g.client.Err() == nil {
+			g.reported = true
+			res := upstream.Failure
+			if errors.Is(err, errIdleTimeout) || errors.Is(err, errTotalTimeout) {
+				res = upstream.Timeout
+			}
+			g.origin.Begin().End(res, 0)
 		}
 	}
 	return n, err
@@ -144,4 +178,12 @@ func (t *tunnelBody) Close() error {
 	err := t.ReadWriteCloser.Close()
 	t.done()
 	return err
+}
+
+// CloseWrite passes a client's half-close on to the origin.
+func (t *tunnelBody) CloseWrite() error {
+	if cw, ok := t.ReadWriteCloser.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return t.ReadWriteCloser.Close()
 }

@@ -222,7 +222,7 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, x *exchange, pri
 		if leader && f.resp != nil {
 			// The fill request dropped the client's Range or conditionals; the origin
 			// must see them, so ask again with the client's own request.
-			drain(f.resp)
+			f.resp.Body.Close()
 		}
 		h.servePass(w, r, x, fwd+collapsed, f.reason)
 	case outFill:
@@ -290,7 +290,7 @@ func (h *Handler) lead(r *http.Request, x *exchange, f *flight, primary, skey st
 		return
 	}
 	if resp.StatusCode >= 500 && stale != nil && x.site.Policy.StaleIfErrorOK(r.Header, stored(stale), respTime, x.site.AlwaysOnline) {
-		drain(resp)
+		resp.Body.Close()
 		publish(outStale)
 		return
 	}
@@ -380,6 +380,7 @@ func (h *Handler) copyFill(skey string, f *flight, resp *http.Response) {
 		err = io.ErrUnexpectedEOF
 	}
 	if err != nil {
+		h.endFlight(skey, f) // first, so that no request joins a fill about to fail
 		f.fill.Abort()
 		h.log.Warn("origin body incomplete; not stored", "key", f.meta.Key, "bytes", n, "err", err)
 		return
@@ -424,7 +425,7 @@ func (h *Handler) revalidateInBackground(r *http.Request, x *exchange, primary, 
 	go func() {
 		h.lead(r2, &x2, f, primary, skey, stale)
 		if f.kind == outPass && f.resp != nil {
-			drain(f.resp)
+			f.resp.Body.Close()
 		}
 	}()
 }
@@ -443,8 +444,10 @@ func (h *Handler) serveStaleOnError(w http.ResponseWriter, r *http.Request, x *e
 	return h.serveObject(w, r, x, stale, dec.Age, h.name+"; fwd=stale; fwd-status="+strconv.Itoa(status)+"; ttl="+seconds(dec.TTL)+"; detail=stale-if-error")
 }
 
+// drain reads what is left of a body expected to be empty or tiny (a 304's), so that its
+// connection can be reused, then closes it.
 func drain(resp *http.Response) {
-	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10) // lets the connection be reused when small
+	_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
 	resp.Body.Close()
 }
 

@@ -158,7 +158,7 @@ func NewTransport(o TransportOptions) *http.Transport {
 		MaxIdleConnsPerHost: o.MaxIdleConnsPerHost,
 		IdleConnTimeout:     o.IdleConnTimeout,
 		// First-byte, idle and total timeouts are per site and per attempt (attempt.go).
-		TLSHandshakeTimeout:    o.ConnectTimeout,
+		TLSHandshakeTimeout:    10 * time.Second, // an origin that accepts TCP but stalls TLS
 		ExpectContinueTimeout:  time.Second,
 		DisableCompression:     true,
 		MaxResponseHeaderBytes: 64 << 10,
@@ -300,32 +300,42 @@ func (h *Handler) roundTrip(ctx context.Context, r *http.Request, x *exchange, f
 	var last *Error
 	var lastResp *http.Response
 	g.Budget().Request()
+	panicking := false // the first origin was picked although none was available
 	for attempt := 0; ; attempt++ {
-		if attempt > 0 && (attempt >= retry.Attempts || !g.Budget().TryRetry()) {
+		if attempt >= retry.Attempts {
 			break
 		}
-		o := g.Pick(tried)
-		if o == nil {
+		var o *upstream.Origin
+		switch {
+		case attempt == 0:
+			o = g.Pick(tried)
+			panicking = o != nil && !o.Available()
+		case panicking:
+			o = g.Pick(tried)
+		default:
+			o = g.PickAvailable(tried) // a retry never goes to an origin known to be down
+		}
+		if o == nil || attempt > 0 && !g.Budget().TryRetry() {
 			break
 		}
 		tried = append(tried, o)
 		resp, err, res := h.try(ctx, r, x, o, fill, extra)
 		if err == nil && (res == upstream.Success || !idempotent || !noBody) {
 			if lastResp != nil {
-				drain(lastResp)
+				lastResp.Body.Close() // not drained: a stalled 5xx body must not delay the answer
 			}
 			return resp, nil
 		}
 		if err != nil && err.Source == SourceClient {
 			if lastResp != nil {
-				drain(lastResp)
+				lastResp.Body.Close()
 			}
 			return nil, err
 		}
 		retryable := noBody && (res == upstream.ConnectError || idempotent)
 		if err == nil { // a 5xx answer to an idempotent request: keep it in case it is the last
 			if lastResp != nil {
-				drain(lastResp)
+				lastResp.Body.Close()
 			}
 			lastResp, last = resp, nil
 		} else {

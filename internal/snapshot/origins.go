@@ -109,6 +109,9 @@ func compileCheck(p string, hc HealthCheckSpec, bad problem) *upstream.HealthChe
 		}
 		c.StatusMin, c.StatusMax = lo, hi
 	}
+	if c.Method == http.MethodHead && c.BodyContains != "" {
+		bad(p+".body_contains", "a HEAD check has no body to search; use GET or drop body_contains")
+	}
 	if len(c.BodyContains) > 1024 {
 		bad(p+".body_contains", "%d bytes exceed the limit of 1024", len(c.BodyContains))
 	}

@@ -58,6 +58,7 @@ func TestCompileRejects(t *testing.T) {
 		{"check interval", withCheck(HealthCheckSpec{Path: "/h", Interval: time.Millisecond}), "sites[0].pools[0].health_check.interval"},
 		{"check timeout", withCheck(HealthCheckSpec{Path: "/h", Timeout: 3 * time.Second}), "sites[0].pools[0].health_check.timeout: 3s must be positive and below the interval 2s"},
 		{"check rise", withCheck(HealthCheckSpec{Path: "/h", Rise: 101}), "sites[0].pools[0].health_check.rise"},
+		{"HEAD with body", withCheck(HealthCheckSpec{Path: "/h", Method: "HEAD", BodyContains: "ok"}), "sites[0].pools[0].health_check.body_contains: a HEAD check has no body"},
 		{"timeout", site(func(s *SiteSpec) { s.Timeouts.FirstByte = -time.Second }), "sites[0].timeouts.first_byte"},
 		{"total below connect", site(func(s *SiteSpec) { s.Timeouts.Total = time.Second }), "sites[0].timeouts.total: 1s is shorter than connect 5s"},
 		{"attempts", site(func(s *SiteSpec) { s.Retry.Attempts = 11 }), "sites[0].retry.attempts: 11 out of range 1..10"},

@@ -73,6 +73,22 @@ func (g *Group) Pick(tried []*Origin) *Origin {
 	return nil
 }
 
+// PickAvailable is Pick without panic mode: it returns nil rather than an origin that is
+// unhealthy or ejected. Retries use it, so that a request that already failed once is not
+// sent on to an origin known to be down, unless everything is.
+func (g *Group) PickAvailable(tried []*Origin) *Origin {
+	if g == nil {
+		return nil
+	}
+	now := g.clk.now().UnixNano()
+	for _, p := range g.pools {
+		if o := p.pick(tried, now, true, g.clk.rand); o != nil {
+			return o
+		}
+	}
+	return nil
+}
+
 // Pool is one origin pool of a Group. Immutable.
 type Pool struct {
 	name    string

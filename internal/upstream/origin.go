@@ -80,8 +80,8 @@ type Attempt struct {
 	ended atomic.Bool
 }
 
-// End records the outcome of the attempt: one request fewer in flight; on Success and
-// Failure the latency (time to response headers) moves the origin's EWMA; Failure,
+// End records the outcome of the attempt: one request fewer in flight; on Success the
+// latency (time to response headers) moves the origin's EWMA; Failure,
 // ConnectError and Timeout count towards outlier ejection and Success resets the count;
 // every result but Canceled counts in the requests and error rate of the status. A second
 // End of the same Attempt is ignored. Never blocks on I/O: an ejection's log line goes to a
@@ -105,7 +105,9 @@ func (a *Attempt) End(r Result, latency time.Duration) {
 	now := st.clk.now().UnixNano()
 	failed := r != Success
 	st.mu.Lock()
-	if r == Success || r == Failure {
+	// Only successes teach the EWMA: an origin failing fast (a 503 in 1 ms) must not look
+	// faster than its healthy peers and attract traffic.
+	if r == Success {
 		e := ewmaUpdate(math.Float64frombits(st.ewma.Load()), st.ewmaAt.Load(), now, float64(max(latency, 1)))
 		st.ewma.Store(math.Float64bits(e))
 		st.ewmaAt.Store(now)
