@@ -34,17 +34,16 @@ func (g *Group) Budget() *RetryBudget { return g.budget }
 // Pools are tried in order: the first pool with an available untried origin wins, so a
 // fallback pool sees traffic only while no origin of the pools before it is available.
 // Within the pool, power of two choices: two distinct candidates drawn at random in
-// proportion to their weights, and the one with the lower load score
+// proportion to their weights, scored
 //
-//	ewma_latency * (inflight+1) / weight
+//	ewma_latency * (1 + inflight/weight)
 //
-// wins (the first drawn on a tie). The EWMA is decayed since its last observation (see
-// Attempt.End); an origin with none scores as the pool's lowest EWMA, or 1ms when no origin
-// of the pool has one. Weights thus act twice: in the draw, and as capacity in the score,
-// so that at equal latency the busier origin must carry weight-times the requests before
-// the other is preferred. With two origins the draw always yields both, so the heavier one
-// takes every request until its in-flight count makes it the busier: weights show as
-// shares of traffic under concurrent load, not on an idle site.
+// and the first drawn wins unless the second's score is clearly (20%) lower. The EWMA is
+// decayed since its last observation (see Attempt.End); an origin with none scores as the
+// pool's lowest EWMA, or 1ms when no origin of the pool has one. Weights act in the draw
+// (equal origins on an idle site share traffic in proportion to their weights) and as
+// capacity in the score (under load, in-flight requests are counted per unit of weight), so
+// traffic splits by weight at any load while a clearly slower or busier origin gets less.
 //
 // When no untried origin of any pool is available, Pick fails open (panic mode, as Envoy
 // does): it chooses among the untried origins of the first pool that has any, as if all
@@ -152,14 +151,24 @@ func (p *Pool) pick(tried []*Origin, now int64, healthyOnly bool, rnd func() uin
 	return p.origins[cs[p2c(cs, rnd)].idx]
 }
 
-// loadScore is the cost of sending one more request to an origin: its expected latency
-// times the requests it would then have in flight, per unit of weight.
+// loadScore is the cost of sending one more request to an origin: its expected latency,
+// stretched by the requests it already has in flight per unit of weight. At idle the
+// scores are the latencies alone, so the weighted draw decides between equals; under load
+// an origin of weight 3 carries three requests for each one of a weight-1 peer before
+// their scores meet.
 func loadScore(ewma float64, inflight int64, weight int) float64 {
-	return ewma * float64(max(inflight, 0)+1) / float64(max(weight, 1))
+	return ewma * (1 + float64(max(inflight, 0))/float64(max(weight, 1)))
 }
 
+// clearlyBetter is how much lower the second candidate's score must be to win over the
+// first drawn. Latencies of a few hundred microseconds jitter by tens of percent; without
+// a margin, noise decides, and the origin measured marginally faster takes nearly all the
+// traffic of an idle site (seen in bench/failover.sh: 99.7% to one of two equal origins).
+const clearlyBetter = 0.8
+
 // p2c draws two distinct candidates in proportion to their weights and returns the index of
-// the one with the lower score (the first drawn on a tie), or -1 when cs is empty. Pure.
+// the first drawn unless the second is clearly better (score below clearlyBetter times the
+// first's), or -1 when cs is empty. Pure.
 func p2c(cs []candidate, rnd func() uint64) int {
 	switch len(cs) {
 	case 0:
@@ -173,7 +182,7 @@ func p2c(cs []candidate, rnd func() uint64) int {
 	}
 	a := weightedDraw(cs, rnd()%uint64(total), -1)
 	b := weightedDraw(cs, rnd()%uint64(total-cs[a].weight), a)
-	if cs[b].score < cs[a].score {
+	if cs[b].score < clearlyBetter*cs[a].score {
 		return b
 	}
 	return a

@@ -57,7 +57,8 @@ func TestLoadScore(t *testing.T) {
 	}{
 		{10, 0, 1, 10},
 		{10, 1, 1, 20},
-		{10, 3, 2, 20},
+		{10, 3, 2, 25},  // 3 in flight per 2 units of weight: 1.5 each
+		{10, 6, 3, 30},  // a weight-3 origin with 6 in flight scores as a weight-1 with 2
 		{10, -1, 1, 10}, // never below idle
 		{10, 0, 0, 10},  // weight clamped to 1
 	}
@@ -65,6 +66,33 @@ func TestLoadScore(t *testing.T) {
 		if got := loadScore(tt.ewma, tt.inflight, tt.weight); got != tt.want {
 			t.Errorf("loadScore(%v, %d, %d) = %v, want %v", tt.ewma, tt.inflight, tt.weight, got, tt.want)
 		}
+	}
+}
+
+// TestPickIdleSharesEqualOrigins: near-equal latencies (jitter) must not send a whole idle
+// site's traffic to the origin measured marginally faster; weights set the shares.
+func TestPickIdleSharesEqualOrigins(t *testing.T) {
+	cs := func() []candidate {
+		return []candidate{{idx: 0, weight: 3, score: 1.00e6}, {idx: 1, weight: 1, score: 1.15e6}}
+	}
+	var seed uint64 = 1
+	rnd := func() uint64 { seed = seed*6364136223846793005 + 1442695040888963407; return seed >> 11 }
+	counts := [2]int{}
+	for range 40000 {
+		counts[p2c(cs(), rnd)]++
+	}
+	share := float64(counts[0]) / 40000
+	if share < 0.70 || share > 0.80 {
+		t.Fatalf("weight 3 vs 1 at 15%% latency difference: share %.3f, want about 0.75", share)
+	}
+	// A clearly slower origin (2x) loses whenever it is compared.
+	slow := []candidate{{idx: 0, weight: 1, score: 1e6}, {idx: 1, weight: 1, score: 2e6}}
+	counts = [2]int{}
+	for range 10000 {
+		counts[p2c(slow, rnd)]++
+	}
+	if counts[1] != 0 {
+		t.Fatalf("a 2x slower origin won %d of 10000", counts[1])
 	}
 }
 
