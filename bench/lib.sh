@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# lib.sh: helpers shared by bench/run.sh, bench/collapse.sh and
-# bench/bigobject.sh. Source it after `set -euo pipefail`; it only defines
-# variables and functions and starts nothing by itself.
+# lib.sh: helpers shared by bench/run.sh, bench/collapse.sh,
+# bench/bigobject.sh and bench/failover.sh. Source it after
+# `set -euo pipefail`; it only defines variables and functions and starts
+# nothing by itself.
 #
 # Every process started with start_bg is recorded and killed by cleanup,
 # which the scripts run from an EXIT trap. Nothing here sends traffic
@@ -143,4 +144,16 @@ origin_count() {
 origin_total() {
 	curl -fsS --max-time 5 "http://127.0.0.1:$ORIGIN_PORT/count?path=/" |
 		sed -n 's/.*"total":\([0-9]*\).*/\1/p'
+}
+
+# forget_pid PID: drop PID from the processes cleanup stops, once the caller
+# has stopped or killed it itself (so that cleanup never signals a reused PID).
+forget_pid() {
+	local i
+	for i in "${!PIDS[@]}"; do
+		if [[ ${PIDS[i]} == "$1" ]]; then
+			unset 'PIDS[i]'
+		fi
+	done
+	PIDS=("${PIDS[@]}")
 }

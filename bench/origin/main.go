@@ -14,8 +14,14 @@
 //	/obj/1g    1 GiB generated while it is sent, same headers, Content-Length set
 //	/slow/...  waits 20 ms, then 1 KiB, cacheable (unique paths make misses)
 //	/cold/...  waits 200 ms, then 1 KiB, cacheable (for the collapse test)
+//	/pass/...  200, a small body, Cache-Control: no-store (every request
+//	           reaches the origin; for bench/failover.sh)
+//	/healthz   200 "ok", Cache-Control: no-store (for active health checks)
 //	/count     JSON {"paths":{"/obj/1k":N,...},"total":N}; ?path=P limits the
 //	           map to one path. /count itself is not counted.
+//
+// With --name N every response carries the header X-Origin: N, so that a
+// client in front of a proxy with several origins sees which one answered.
 //
 // Objects answer conditional (If-None-Match, If-Modified-Since) and Range
 // requests through http.ServeContent.
@@ -162,6 +168,21 @@ func object(name string, size int64) http.HandlerFunc {
 	}
 }
 
+// pass answers a small, uncacheable body: every request for it must reach an
+// origin.
+func pass(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = io.WriteString(w, "pass\n") // the client may be gone; nothing to do
+}
+
+// healthz answers 200 "ok" for active health checks.
+func healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = io.WriteString(w, "ok\n") // the client may be gone; nothing to do
+}
+
 // delayed waits d (or until the client goes away), then serves 1 KiB.
 func delayed(d time.Duration) http.HandlerFunc {
 	oneK := object("delayed", kib)
@@ -179,6 +200,7 @@ func delayed(d time.Duration) http.HandlerFunc {
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8000", "address to listen on")
+	name := flag.String("name", "", "if set, sent as the X-Origin header of every response")
 	flag.Parse()
 
 	c := &counter{paths: map[string]int{}}
@@ -189,6 +211,8 @@ func main() {
 	mux.Handle("/obj/1g", object("1g", gib))
 	mux.Handle("/slow/", delayed(slowDelay))
 	mux.Handle("/cold/", delayed(coldDelay))
+	mux.HandleFunc("/pass/", pass)
+	mux.HandleFunc("/healthz", healthz)
 
 	srv := &http.Server{
 		Addr: *listen,
@@ -196,12 +220,15 @@ func main() {
 			if r.URL.Path != "/count" && !strings.HasPrefix(r.URL.Path, "/count/") {
 				c.add(r.URL.Path)
 			}
+			if *name != "" {
+				w.Header().Set("X-Origin", *name)
+			}
 			mux.ServeHTTP(w, r)
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          log.New(io.Discard, "", 0), // keep benchmark output quiet
 	}
-	log.Printf("origin: listening on %s", *listen)
+	log.Printf("origin: listening on %s (name %q)", *listen, *name)
 	if err := srv.ListenAndServe(); err != nil {
 		log.Fatalf("origin: %v", err)
 	}
