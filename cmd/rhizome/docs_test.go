@@ -7,6 +7,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"rhizome/internal/bundle"
+	"rhizome/internal/node"
 )
 
 // TestDocumentedCommandsAreValid runs every `rhizome proxy` command line shown in the README
@@ -44,5 +47,37 @@ func TestDocumentedCommandsAreValid(t *testing.T) {
 	t.Logf("%d documented command lines checked", found)
 	if found < 5 {
 		t.Fatalf("found only %d documented proxy command lines; the pattern is stale", found)
+	}
+}
+
+// TestDocumentedYAMLIsValid parses the YAML examples of docs/bundles.md: bundle sources with
+// the bundle parser, bootstrap files with the node's (placeholder keys replaced by real ones).
+func TestDocumentedYAMLIsValid(t *testing.T) {
+	b, err := os.ReadFile("../../docs/bundles.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(string(b), -1)
+	if len(blocks) < 2 {
+		t.Fatalf("found %d yaml blocks", len(blocks))
+	}
+	pub, _, _ := bundle.GenerateKey()
+	pub2, _, _ := bundle.GenerateKey()
+	for i, m := range blocks {
+		src := m[1]
+		switch {
+		case strings.HasPrefix(src, "serial:"):
+			if _, err := bundle.ParseSource([]byte(src)); err != nil {
+				t.Errorf("block %d (bundle source): %v", i, err)
+			}
+		case strings.HasPrefix(src, "name:"):
+			src = strings.Replace(src, "ed25519:...alice...", bundle.FormatPublicKey(pub), 1)
+			src = strings.Replace(src, "ed25519:...bob...", bundle.FormatPublicKey(pub2), 1)
+			if _, err := node.ParseBootstrap([]byte(src)); err != nil {
+				t.Errorf("block %d (bootstrap): %v", i, err)
+			}
+		default:
+			t.Errorf("block %d: neither a bundle source nor a bootstrap file", i)
+		}
 	}
 }

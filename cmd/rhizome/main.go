@@ -13,6 +13,12 @@ const usage = `rhizome: a decentralized edge network in one binary.
 Usage:
   rhizome proxy --origin URL [--origin URL]... [flags]   a caching reverse proxy, no files needed
   rhizome proxy --demo                                    the same, in front of a built-in sample origin
+  rhizome node --config node.yaml                         a mesh node serving signed bundles
+  rhizome keygen --out PREFIX                             an Ed25519 operator key pair
+  rhizome validate FILE.yaml                              check a bundle source
+  rhizome bundle sign FILE.yaml --key K [--key K2]        validate and sign a bundle (M of N: several keys,
+  rhizome bundle cosign BUNDLE --key K                      or co-signers adding theirs)
+  rhizome push [--admin ADDR] BUNDLE                      hand a signed bundle to a node
   rhizome purge URL... | --prefix P | --tag T [flags]     purge a node's cache through its admin API
   rhizome status [flags]                                  a node's sites and cache figures
   rhizome version
@@ -36,6 +42,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "proxy":
 		err = runProxy(args[1:], stderr)
+	case "node":
+		err = runNode(args[1:], stderr)
+	case "keygen":
+		err = runKeygen(args[1:], stdout)
+	case "validate":
+		err = runValidate(args[1:], stdout)
+	case "bundle":
+		err = runBundle(args[1:], stdout)
+	case "push":
+		err = runPush(args[1:], stdout)
 	case "purge":
 		err = runPurge(args[1:], stdout)
 	case "status":

@@ -14,6 +14,7 @@ import (
 
 	"rhizome/internal/admin"
 	"rhizome/internal/bytesize"
+	"rhizome/internal/node"
 )
 
 // adminClient holds the flags every admin command shares.
@@ -44,7 +45,11 @@ func (c adminClient) do(method, path string, body any, out any) error {
 		return fmt.Errorf("--token: no admin token (set --token, RHIZOME_ADMIN_TOKEN or --data-dir)")
 	}
 	var rd io.Reader
-	if body != nil {
+	switch body := body.(type) {
+	case nil:
+	case rawBody:
+		rd = bytes.NewReader(body)
+	default:
 		b, err := json.Marshal(body)
 		if err != nil {
 			return err
@@ -79,6 +84,9 @@ func (c adminClient) do(method, path string, body any, out any) error {
 	}
 	return nil
 }
+
+// rawBody is a request body sent as it is (a signed bundle), not as JSON.
+type rawBody []byte
 
 func runPurge(args []string, stdout io.Writer) error {
 	fs := newFlagSet("purge", os.Stderr)
@@ -124,6 +132,12 @@ func runStatus(args []string, stdout io.Writer) error {
 // printStatus writes the status for people: one table of origins per site, then the cache.
 func printStatus(w io.Writer, st admin.Status, now time.Time) {
 	fmt.Fprintf(w, "configuration %s, up %s\n", st.Version, st.Uptime)
+	if st.Bundle != nil {
+		var ns node.State
+		if b, err := json.Marshal(st.Bundle); err == nil && json.Unmarshal(b, &ns) == nil {
+			printBundle(w, ns)
+		}
+	}
 	for _, site := range st.Sites {
 		fmt.Fprintf(w, "\nsite %s (hosts %s, cache %v)\n", site.Name, strings.Join(site.Hosts, " "), onOff(site.Cache))
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -157,6 +171,19 @@ func printStatus(w io.Writer, st admin.Status, now time.Time) {
 	if c := st.Cache; c != nil {
 		fmt.Fprintf(w, "\ncache: %d objects in memory (%s), %d on disk (%s); %d hits, %d misses, %d evicted, %d purged\n",
 			c.MemoryObjects, bytesize.Format(c.MemoryBytes), c.DiskObjects, bytesize.Format(c.DiskBytes), c.Hits, c.Misses, c.Evictions, c.Purged)
+	}
+}
+
+// printBundle writes a mesh node's bundle state.
+func printBundle(w io.Writer, ns node.State) {
+	fmt.Fprintf(w, "node %s (region %s, provider %s), trusts %d keys, needs %d signatures\n", ns.Node, ns.Region, ns.Provider, len(ns.Trust.Keys), ns.Trust.Required)
+	if a := ns.Active; a != nil {
+		fmt.Fprintf(w, "active bundle: serial %d, %s, signed by %s, activated %s\n", a.Serial, a.Hash[:16], strings.Join(a.Signers, ", "), a.Activated.Format(time.RFC3339))
+	} else {
+		fmt.Fprintln(w, "active bundle: none (every request gets 421 until one is pushed)")
+	}
+	for _, r := range ns.Refused {
+		fmt.Fprintf(w, "refused %s: serial %d: %s\n", r.Time.Format(time.RFC3339), r.Serial, r.Reason)
 	}
 }
 

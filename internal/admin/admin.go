@@ -40,8 +40,13 @@ type Server struct {
 	// Upstreams reports the live state of the origins (health, latency, errors).
 	Upstreams func() []upstream.GroupStatus
 	Token     string // bearer token; required, see LoadOrCreateToken
-	Logger    *slog.Logger
-	Started   time.Time
+	// Apply receives a signed bundle pushed by an operator (POST /v1/bundle) and returns
+	// what the node now runs, or why it refused it. Nil: the node takes no bundles.
+	Apply func(bundle []byte) (any, error)
+	// Bundle reports the node's bundle state for the status (nil: none).
+	Bundle  func() any
+	Logger  *slog.Logger
+	Started time.Time
 }
 
 // PurgeRequest is the body of POST /v1/purge. Each list is optional; at least one item is required.
@@ -63,6 +68,7 @@ type Status struct {
 	Sites     []SiteInfo             `json:"sites"`
 	Upstreams []upstream.GroupStatus `json:"upstreams"`
 	Cache     *cache.Stats           `json:"cache,omitempty"`
+	Bundle    any                    `json:"bundle,omitempty"`
 }
 
 // SiteInfo describes one served site.
@@ -81,6 +87,7 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.Handle("POST /v1/purge", s.auth(http.HandlerFunc(s.purge)))
 	mux.Handle("GET /v1/status", s.auth(http.HandlerFunc(s.status)))
+	mux.Handle("POST /v1/bundle", s.auth(http.HandlerFunc(s.bundle)))
 	return mux
 }
 
@@ -181,6 +188,28 @@ func purgeKeys(raw string) ([]string, error) {
 	return keys, nil
 }
 
+// MaxPushBytes bounds a pushed bundle (the bundle package refuses larger ones too, with a
+// clearer message; this only stops a client from streaming forever).
+const MaxPushBytes = 8 << 20
+
+func (s *Server) bundle(w http.ResponseWriter, r *http.Request) {
+	if s.Apply == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "this node takes no bundles (rhizome proxy mode)"})
+		return
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, MaxPushBytes+1))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + err.Error()})
+		return
+	}
+	res, err := s.Apply(b)
+	if err != nil {
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	st := Status{Uptime: time.Since(s.Started).Round(time.Second).String()}
 	if s.Snapshot != nil {
@@ -196,6 +225,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.Upstreams != nil {
 		st.Upstreams = s.Upstreams()
+	}
+	if s.Bundle != nil {
+		st.Bundle = s.Bundle()
 	}
 	if s.Store != nil {
 		cs := s.Store.Stats()

@@ -32,9 +32,11 @@ type Options struct {
 	CacheDisk   int64 // disk tier bound in bytes; default 1 GiB
 	NoCache     bool  // run without any cache store
 	AdminToken  string
-	AccessLog   bool
-	Logger      *slog.Logger
-	Transport   proxy.TransportOptions
+	// Admin adds routes to the admin API (a mesh node's bundle push); nil for none.
+	Admin     func(*admin.Server)
+	AccessLog bool
+	Logger    *slog.Logger
+	Transport proxy.TransportOptions
 }
 
 // Node is a running node.
@@ -58,6 +60,13 @@ func Start(spec snapshot.Spec, o Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	return StartSnapshot(snap, o)
+}
+
+// StartSnapshot is Start for an already compiled snapshot (a mesh node's last-known-good,
+// or an empty one while it has none).
+func StartSnapshot(snap *snapshot.Snapshot, o Options) (*Node, error) {
+	var err error
 	log := o.Logger
 	if log == nil {
 		log = slog.Default()
@@ -135,6 +144,9 @@ func Start(spec snapshot.Spec, o Options) (*Node, error) {
 		}
 		n.AdminAddr = aln.Addr()
 		a := &admin.Server{Store: n.Store, Snapshot: n.Proxy.Snapshot, Upstreams: n.Proxy.Upstreams, Token: n.Token, Logger: log, Started: time.Now()}
+		if o.Admin != nil {
+			o.Admin(a)
+		}
 		n.serve(&http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}, aln)
 	}
 	ok = true

@@ -227,6 +227,12 @@ func normalizeHost(host string) string {
 	return host
 }
 
+// Empty returns a snapshot with no sites: every request gets 421. A mesh node serves it until
+// its first bundle arrives.
+func Empty(version string) *Snapshot {
+	return &Snapshot{Version: version, exact: map[string]*Site{}, wildcard: map[string]*Site{}}
+}
+
 // Compile checks spec and builds a Snapshot. It returns every problem found, joined, each
 // prefixed by its field path (e.g. `sites[0].origins[1].url: scheme "ftp" not allowed`).
 func Compile(spec Spec) (*Snapshot, error) {

@@ -1,0 +1,116 @@
+package node
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"rhizome/internal/bundle"
+	"rhizome/internal/bytesize"
+)
+
+// MaxBootstrapBytes bounds the bootstrap file.
+const MaxBootstrapBytes = 64 << 10
+
+// Bootstrap is a node's own configuration: the only per-node file. Everything a site needs
+// comes in signed bundles.
+type Bootstrap struct {
+	Name      string `yaml:"name"`     // unique in the mesh: letters, digits, '-'
+	Region    string `yaml:"region"`   // e.g. eu-west; shown in status, used for DNS steering later
+	Provider  string `yaml:"provider"` // e.g. hetzner; the docs advise spreading nodes across providers
+	DataDir   string `yaml:"data_dir"` // bundles, cache, admin token
+	Listen    string `yaml:"listen"`   // client traffic; default 127.0.0.1:8080
+	Admin     string `yaml:"admin"`    // admin API; default 127.0.0.1:9090
+	AccessLog *bool  `yaml:"access_log"`
+	Cache     struct {
+		Memory string `yaml:"memory"` // default 256MiB
+		Disk   string `yaml:"disk"`   // default 1GiB
+	} `yaml:"cache"`
+	Trust struct {
+		Keys     []string `yaml:"keys"`     // operator public keys, "ed25519:..." (rhizome keygen)
+		Required int      `yaml:"required"` // signatures a bundle needs; default 1
+	} `yaml:"trust"`
+
+	trust       bundle.Trust
+	memory, dsk int64
+}
+
+// LoadBootstrap reads and checks a bootstrap file. Unknown keys are errors.
+func LoadBootstrap(path string) (*Bootstrap, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseBootstrap(b)
+}
+
+// ParseBootstrap decodes and checks a bootstrap file's bytes.
+func ParseBootstrap(b []byte) (*Bootstrap, error) {
+	if len(b) > MaxBootstrapBytes {
+		return nil, fmt.Errorf("bootstrap: %d bytes exceed the limit of %d", len(b), MaxBootstrapBytes)
+	}
+	var bs Bootstrap
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&bs); err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if bs.Name == "" || strings.Trim(bs.Name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != "" || len(bs.Name) > 63 {
+		bad("name", "%q: required, letters, digits and '-', at most 63", bs.Name)
+	}
+	if bs.DataDir == "" {
+		bad("data_dir", "required: the node keeps its last-known-good bundle there")
+	}
+	if bs.Listen == "" {
+		bs.Listen = "127.0.0.1:8080"
+	}
+	if bs.Admin == "" {
+		bs.Admin = "127.0.0.1:9090"
+	}
+	bs.memory, bs.dsk = 256<<20, 1<<30
+	if bs.Cache.Memory != "" {
+		n, err := bytesize.Parse(bs.Cache.Memory)
+		if err != nil {
+			bad("cache.memory", "%v", err)
+		}
+		bs.memory = n
+	}
+	if bs.Cache.Disk != "" {
+		n, err := bytesize.Parse(bs.Cache.Disk)
+		if err != nil {
+			bad("cache.disk", "%v", err)
+		}
+		bs.dsk = n
+	}
+	bs.trust = bundle.Trust{Keys: map[string]ed25519.PublicKey{}, Required: bs.Trust.Required}
+	if len(bs.Trust.Keys) == 0 {
+		bad("trust.keys", "at least one operator public key is required (rhizome keygen)")
+	}
+	for i, k := range bs.Trust.Keys {
+		pub, err := bundle.ParsePublicKey(k)
+		if err != nil {
+			bad(fmt.Sprintf("trust.keys[%d]", i), "%v", err)
+			continue
+		}
+		bs.trust.Keys[bundle.KeyID(pub)] = pub
+	}
+	if bs.trust.Required == 0 {
+		bs.trust.Required = 1
+	}
+	if bs.trust.Required < 1 || bs.trust.Required > len(bs.Trust.Keys) {
+		bad("trust.required", "%d out of range 1..%d (the number of keys)", bs.Trust.Required, len(bs.Trust.Keys))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("bootstrap: %w", errors.Join(errs...))
+	}
+	return &bs, nil
+}
