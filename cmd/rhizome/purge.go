@@ -182,6 +182,9 @@ func printBundle(w io.Writer, ns node.State) {
 	} else {
 		fmt.Fprintln(w, "active bundle: none (every request gets 421 until one is pushed)")
 	}
+	for _, m := range ns.Members {
+		fmt.Fprintf(w, "member %s %s %s (region %s, provider %s)\n", m.Name, m.Addr, m.State, m.Meta.Region, m.Meta.Provider)
+	}
 	for _, r := range ns.Refused {
 		fmt.Fprintf(w, "refused %s: serial %d: %s\n", r.Time.Format(time.RFC3339), r.Serial, r.Reason)
 	}

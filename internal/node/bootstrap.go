@@ -3,8 +3,11 @@ package node
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"strings"
 
@@ -35,9 +38,26 @@ type Bootstrap struct {
 		Keys     []string `yaml:"keys"`     // operator public keys, "ed25519:..." (rhizome keygen)
 		Required int      `yaml:"required"` // signatures a bundle needs; default 1
 	} `yaml:"trust"`
+	// Mesh joins the node to its peers. Absent: a standalone node that takes bundles only
+	// through its admin API.
+	Mesh *MeshConfig `yaml:"mesh"`
 
 	trust       bundle.Trust
 	memory, dsk int64
+	meshKey     []byte
+}
+
+// MeshConfig is the bootstrap's mesh section.
+type MeshConfig struct {
+	Bind      string   `yaml:"bind"`      // gossip address, UDP and TCP, e.g. 0.0.0.0:7946
+	Advertise string   `yaml:"advertise"` // address peers reach us at; default bind
+	Fetch     string   `yaml:"fetch"`     // HTTP address serving our bundles to peers by hash
+	FetchURL  string   `yaml:"fetch_url"` // URL peers use for it; default http://<fetch>
+	Join      []string `yaml:"join"`      // peers to join; none for the first node
+	Key       string   `yaml:"key"`       // gossip encryption key, base64 of 16, 24 or 32 bytes
+	// FastTimers shrinks failure detection and gossip timers to local-network values, for
+	// demos and tests on one machine; never on a real network.
+	FastTimers bool `yaml:"fast_timers"`
 }
 
 // LoadBootstrap reads and checks a bootstrap file. Unknown keys are errors.
@@ -108,6 +128,35 @@ func ParseBootstrap(b []byte) (*Bootstrap, error) {
 	}
 	if bs.trust.Required < 1 || bs.trust.Required > len(bs.Trust.Keys) {
 		bad("trust.required", "%d out of range 1..%d (the number of keys)", bs.Trust.Required, len(bs.Trust.Keys))
+	}
+	if m := bs.Mesh; m != nil {
+		if _, _, err := net.SplitHostPort(m.Bind); err != nil {
+			bad("mesh.bind", "%q: want host:port", m.Bind)
+		}
+		if m.Advertise == "" {
+			m.Advertise = m.Bind
+		}
+		if _, _, err := net.SplitHostPort(m.Fetch); err != nil {
+			bad("mesh.fetch", "%q: want host:port (peers fetch bundles there)", m.Fetch)
+		}
+		if m.FetchURL == "" {
+			m.FetchURL = "http://" + m.Fetch
+		}
+		if u, err := url.Parse(m.FetchURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("mesh.fetch_url", "%q: want an http(s) URL", m.FetchURL)
+		}
+		for i, j := range m.Join {
+			if _, _, err := net.SplitHostPort(j); err != nil {
+				bad(fmt.Sprintf("mesh.join[%d]", i), "%q: want host:port", j)
+			}
+		}
+		if m.Key != "" {
+			k, err := base64.StdEncoding.DecodeString(m.Key)
+			if err != nil || (len(k) != 16 && len(k) != 24 && len(k) != 32) {
+				bad("mesh.key", "want base64 of 16, 24 or 32 random bytes (head -c 32 /dev/urandom | base64)")
+			}
+			bs.meshKey = k
+		}
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("bootstrap: %w", errors.Join(errs...))

@@ -14,11 +14,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"rhizome/internal/admin"
 	"rhizome/internal/bundle"
 	"rhizome/internal/edge"
+	"rhizome/internal/mesh"
 	"rhizome/internal/proxy"
 	"rhizome/internal/snapshot"
 	"rhizome/internal/upstream"
@@ -54,13 +56,14 @@ type Refusal struct {
 
 // State is the node's bundle state for `rhizome status`.
 type State struct {
-	Node     string       `json:"node"`
-	Region   string       `json:"region,omitempty"`
-	Provider string       `json:"provider,omitempty"`
-	Active   *BundleInfo  `json:"active"`
-	Previous *BundleInfo  `json:"previous,omitempty"`
-	Refused  []Refusal    `json:"refused,omitempty"`
-	Trust    TrustSummary `json:"trust"`
+	Node     string        `json:"node"`
+	Region   string        `json:"region,omitempty"`
+	Provider string        `json:"provider,omitempty"`
+	Active   *BundleInfo   `json:"active"`
+	Previous *BundleInfo   `json:"previous,omitempty"`
+	Refused  []Refusal     `json:"refused,omitempty"`
+	Trust    TrustSummary  `json:"trust"`
+	Members  []mesh.Member `json:"members,omitempty"`
 }
 
 // TrustSummary is the node's trust configuration, by key id.
@@ -74,6 +77,12 @@ type Node struct {
 	boot *Bootstrap
 	log  *slog.Logger
 	Edge *edge.Node
+
+	gossip    *gossip                           // nil for a standalone node
+	published atomic.Pointer[mesh.Announcement] // what this node runs, for the mesh; read without n.mu
+
+	stopOnce sync.Once
+	stopErr  error
 
 	mu       sync.Mutex // serialises Apply
 	active   *BundleInfo
@@ -122,8 +131,42 @@ func Start(boot *Bootstrap, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n.Edge = e
+	if boot.Mesh != nil {
+		n.publish()
+		if n.gossip, err = startGossip(n, boot.Mesh); err != nil {
+			_ = e.Shutdown(context.Background())
+			return nil, err
+		}
+		if a := n.published.Load(); a != nil && a.Hash != "" {
+			n.gossip.announce(*a)
+		}
+	}
 	return n, nil
 }
+
+// publish makes the active bundle what Digest reports. Called with n.mu held or before
+// the node is shared.
+func (n *Node) publish() {
+	a := &mesh.Announcement{From: n.boot.Name}
+	if n.active != nil {
+		a.Serial, a.Hash = n.active.Serial, n.active.Hash
+	}
+	if n.boot.Mesh != nil {
+		a.URL = n.boot.Mesh.FetchURL
+	}
+	n.published.Store(a)
+}
+
+// Members lists the mesh as this node sees it (nil for a standalone node).
+func (n *Node) Members() []mesh.Member {
+	if n.gossip == nil {
+		return nil
+	}
+	return n.gossip.mesh.Members()
+}
+
+// errNotNewer marks a bundle refused only because the node already runs one as new.
+var errNotNewer = errors.New("not above the active serial")
 
 // load reads, verifies and compiles a stored bundle.
 func (n *Node) load(path string) (*snapshot.Snapshot, *BundleInfo, error) {
@@ -167,7 +210,7 @@ func (n *Node) Apply(b []byte) (*BundleInfo, error) {
 	defer n.mu.Unlock()
 	s, body, snap, err := n.check(b)
 	if err == nil && n.active != nil && body.Serial <= n.active.Serial {
-		err = fmt.Errorf("serial %d is not above the active %d: older or replayed bundles are refused (a rollback is a new bundle with a higher serial)", body.Serial, n.active.Serial)
+		err = fmt.Errorf("serial %d is not above the active %d: older or replayed bundles are refused (a rollback is a new bundle with a higher serial): %w", body.Serial, n.active.Serial, errNotNewer)
 	}
 	if err != nil {
 		n.refuse(s, err)
@@ -189,7 +232,11 @@ func (n *Node) Apply(b []byte) (*BundleInfo, error) {
 	}
 	n.Edge.Proxy.Swap(snap)
 	n.previous, n.active = n.active, info(s, body, snap, n.boot.trust, time.Now())
+	n.publish()
 	n.log.Info("bundle activated", "serial", body.Serial, "hash", n.active.Hash, "signers", n.active.Signers)
+	if n.gossip != nil {
+		n.gossip.announce(*n.published.Load())
+	}
 	return n.active, nil
 }
 
@@ -220,11 +267,20 @@ func (n *Node) State() State {
 	for id := range n.boot.trust.Keys {
 		st.Trust.Keys = append(st.Trust.Keys, id)
 	}
+	st.Members = n.Members()
 	return st
 }
 
-// Shutdown stops serving.
-func (n *Node) Shutdown(ctx context.Context) error { return n.Edge.Shutdown(ctx) }
+// Shutdown leaves the mesh and stops serving. Calling it again does nothing.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.stopOnce.Do(func() {
+		if n.gossip != nil {
+			n.gossip.stop()
+		}
+		n.stopErr = n.Edge.Shutdown(ctx)
+	})
+	return n.stopErr
+}
 
 func info(s *bundle.Signed, body *bundle.Body, snap *snapshot.Snapshot, trust bundle.Trust, at time.Time) *BundleInfo {
 	return &BundleInfo{Serial: body.Serial, Hash: s.Hash(), Parent: body.Parent, Created: body.Created,

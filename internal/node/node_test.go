@@ -248,3 +248,5 @@ func TestBootstrapErrors(t *testing.T) {
 	}
 	_ = errors.New
 }
+
+func formatPub(k keypair) string { return bundle.FormatPublicKey(k.pub) }
