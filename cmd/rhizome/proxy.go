@@ -15,6 +15,7 @@ import (
 	"rhizome/internal/demo"
 	"rhizome/internal/edge"
 	"rhizome/internal/snapshot"
+	"rhizome/internal/upstream"
 )
 
 func runProxy(args []string, stderr io.Writer) error {
@@ -26,12 +27,12 @@ func runProxy(args []string, stderr io.Writer) error {
 	healthPath := fs.String("health-path", "", "path of active health checks (e.g. /healthz); empty: no active checks, passive detection only")
 	healthMethod := fs.String("health-method", "GET", "method of health checks")
 	healthHost := fs.String("health-host", "", "Host header of health checks (default: the origin's host)")
-	healthStatus := fs.String("health-status", "200-399", "expected status of health checks: a code or a range")
+	healthStatus := fs.String("health-status", fmt.Sprintf("%d-%d", upstream.DefaultCheckStatusMin, upstream.DefaultCheckStatusMax), "expected status of health checks: a code or a range")
 	healthBody := fs.String("health-body", "", "substring the health check body must contain")
-	healthInterval := fs.Duration("health-interval", 2*time.Second, "time between health checks of an origin")
-	healthTimeout := fs.Duration("health-timeout", time.Second, "timeout of one health check")
-	healthRise := fs.Int("health-rise", 2, "successful checks in a row that mark an origin up")
-	healthFall := fs.Int("health-fall", 3, "failed checks in a row that mark an origin down")
+	healthInterval := fs.Duration("health-interval", upstream.DefaultCheckInterval, "time between health checks of an origin")
+	healthTimeout := fs.Duration("health-timeout", 0, "timeout of one health check (default 1s, or half the interval if that is shorter)")
+	healthRise := fs.Int("health-rise", upstream.DefaultCheckRise, "successful checks in a row that mark an origin up")
+	healthFall := fs.Int("health-fall", upstream.DefaultCheckFall, "failed checks in a row that mark an origin down")
 	connectTimeout := fs.Duration("connect-timeout", snapshot.DefaultConnectTimeout, "timeout to connect to an origin")
 	firstByteTimeout := fs.Duration("first-byte-timeout", snapshot.DefaultFirstByteTimeout, "timeout from request sent to the origin's response headers")
 	idleTimeout := fs.Duration("idle-timeout", snapshot.DefaultIdleTimeout, "timeout between two reads of an origin's body")
@@ -39,9 +40,9 @@ func runProxy(args []string, stderr io.Writer) error {
 	attempts := fs.Int("attempts", snapshot.DefaultAttempts, "tries of one request on different origins, the first included (1: no retries)")
 	retryBudget := fs.Float64("retry-budget", snapshot.DefaultRetryBudget, "retries may add at most this percentage to the requests")
 	fs.Var(&retryMethods, "retry-method", "a method besides GET, HEAD and OPTIONS that is safe to retry (e.g. PUT); repeatable")
-	ejectAfter := fs.Int("eject-after", 5, "failures in a row that take an origin out of rotation (-1: never)")
-	ejectTime := fs.Duration("eject-time", 5*time.Second, "first ejection; doubles each time an origin is ejected again")
-	ejectMax := fs.Duration("eject-max", 5*time.Minute, "longest ejection")
+	ejectAfter := fs.Int("eject-after", upstream.DefaultConsecutiveFailures, "failures in a row that take an origin out of rotation (-1: never)")
+	ejectTime := fs.Duration("eject-time", upstream.DefaultBaseEjection, "first ejection; doubles each time an origin is ejected again")
+	ejectMax := fs.Duration("eject-max", upstream.DefaultMaxEjection, "longest ejection")
 	demoOrigin := fs.Bool("demo", false, "start a built-in sample origin on loopback and use it as the origin")
 	listen := fs.String("listen", "127.0.0.1:8080", "address for client traffic (HTTP/1.1 and h2c)")
 	adminAddr := fs.String("admin", "127.0.0.1:9090", `admin API address (purge, status); "off" to disable`)
@@ -67,6 +68,16 @@ func runProxy(args []string, stderr io.Writer) error {
 	log, err := newLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
 		return err
+	}
+	// Zero is refused rather than read as "the default": an operator who types 0 means
+	// something, and it is not what the default does.
+	switch {
+	case *attempts < 1:
+		return fmt.Errorf("--attempts: %d out of range 1..%d (1: no retries)", *attempts, snapshot.MaxAttempts)
+	case *ejectAfter == 0 || *ejectAfter < -1:
+		return fmt.Errorf("--eject-after: %d: give failures in a row (1..1000), or -1 to never eject", *ejectAfter)
+	case !(*retryBudget > 0):
+		return fmt.Errorf("--retry-budget: %v: give a percentage above 0 (--attempts 1 turns retries off)", *retryBudget)
 	}
 	primary, err := parseOrigins("--origin", origins)
 	if err != nil {
@@ -172,7 +183,7 @@ func parseOrigins(flag string, values []string) ([]snapshot.OriginSpec, error) {
 		if _, err := snapshot.ParseOriginURL(o.URL); err != nil {
 			return nil, fmt.Errorf("%s[%d]: %v", flag, i, err)
 		}
-		if o.Weight < 0 || o.Weight > snapshot.MaxOriginWeight {
+		if o.Weight != 0 && (o.Weight < 1 || o.Weight > snapshot.MaxOriginWeight) || strings.Contains(v, ",weight=") && o.Weight == 0 {
 			return nil, fmt.Errorf("%s[%d]: weight %d out of range 1..%d", flag, i, o.Weight, snapshot.MaxOriginWeight)
 		}
 		out = append(out, o)
@@ -200,7 +211,8 @@ func flagErrors(err error) error {
 		"sites[0].outlier.consecutive_failures", "--eject-after",
 		"sites[0].outlier.base_ejection", "--eject-time",
 		"sites[0].outlier.max_ejection", "--eject-max",
-		"sites[0].cache.", "--",
+		"sites[0].cache.default_ttl", "--default-ttl",
+		"sites[0].cache.always_online", "--always-online",
 	)
 	return fmt.Errorf("%s", r.Replace(err.Error()))
 }

@@ -92,17 +92,25 @@ func (h *Handler) try(ctx context.Context, r *http.Request, x *exchange, o *upst
 		return nil, e, res
 	}
 	res := upstream.Success
-	if failureStatus(resp.StatusCode) {
-		res = upstream.Failure
+	if failureStatus(resp.StatusCode) || resp.StatusCode == http.StatusSwitchingProtocols {
+		// A 5xx is a failure whatever its body; a tunnel's life is not the origin's
+		// latency. Both are settled now.
+		if failureStatus(resp.StatusCode) {
+			res = upstream.Failure
+		}
+		att.End(res, latency)
+		att = nil
 	}
-	att.End(res, latency)
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
 			resp.Body = &tunnelBody{ReadWriteCloser: rwc, done: func() { stopTotal(); cancel(nil) }}
 			return resp, nil, res
 		}
 	}
-	resp.Body = newGuardedBody(resp.Body, actx, ctx, t.Idle, func() { stopTotal(); cancel(nil) }, cancel, o)
+	// Otherwise the attempt is settled when its body ends: a success only if the body
+	// arrives whole, so that an origin sending headers and then stalling is ejected like
+	// one that times out (and counts once, not as a success and a failure).
+	resp.Body = newGuardedBody(resp.Body, actx, ctx, t.Idle, func() { stopTotal(); cancel(nil) }, cancel, att, latency)
 	return resp, nil, res
 }
 
@@ -119,21 +127,22 @@ func failureStatus(code int) bool {
 
 // guardedBody enforces the idle timeout while the origin is being read (not while the
 // client is being written to: a paused download is the client's business), releases the
-// attempt's context when closed, and reports a body that breaks off to the origin's health,
-// so that an origin that sends headers and then stalls is ejected like one that times out.
+// attempt's context when closed, and settles the attempt: Success when the body ends whole
+// (or is closed early by us), Timeout or Failure when it breaks off, Canceled when the
+// client went away.
 type guardedBody struct {
-	rc       io.ReadCloser
-	ctx      context.Context // the attempt's
-	client   context.Context // the caller's: its end is not the origin's fault
-	idle     time.Duration
-	timer    *time.Timer
-	release  func()
-	origin   *upstream.Origin
-	reported bool
+	rc      io.ReadCloser
+	ctx     context.Context // the attempt's
+	client  context.Context // the caller's: its end is not the origin's fault
+	idle    time.Duration
+	timer   *time.Timer
+	release func()
+	att     *upstream.Attempt // nil when already settled (5xx)
+	latency time.Duration
 }
 
-func newGuardedBody(rc io.ReadCloser, ctx, client context.Context, idle time.Duration, release func(), cancel context.CancelCauseFunc, o *upstream.Origin) *guardedBody {
-	g := &guardedBody{rc: rc, ctx: ctx, client: client, idle: idle, release: release, origin: o,
+func newGuardedBody(rc io.ReadCloser, ctx, client context.Context, idle time.Duration, release func(), cancel context.CancelCauseFunc, att *upstream.Attempt, latency time.Duration) *guardedBody {
+	g := &guardedBody{rc: rc, ctx: ctx, client: client, idle: idle, release: release, att: att, latency: latency,
 		timer: time.AfterFunc(idle, func() { cancel(errIdleTimeout) })}
 	g.timer.Stop() // armed only inside Read
 	return g
@@ -143,26 +152,36 @@ func (g *guardedBody) Read(p []byte) (int, error) {
 	g.timer.Reset(g.idle)
 	n, err := g.rc.Read(p)
 	g.timer.Stop()
-	if err != nil && err != io.EOF {
-		cause := context.Cause(g.ctx)
-		if cause != nil && !errors.Is(cause, context.Canceled) {
+	switch {
+	case err == io.EOF:
+		g.settle(upstream.Success)
+	case err != nil:
+		if cause := context.Cause(g.ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 			err = cause // say which timeout cut the body
 		}
-		if !g.reported && g.client.Err() == nil {
-			g.reported = true
-			res := upstream.Failure
-			if errors.Is(err, errIdleTimeout) || errors.Is(err, errTotalTimeout) {
-				res = upstream.Timeout
-			}
-			g.origin.Begin().End(res, 0)
+		switch {
+		case g.client.Err() != nil:
+			g.settle(upstream.Canceled)
+		case errors.Is(err, errIdleTimeout), errors.Is(err, errTotalTimeout):
+			g.settle(upstream.Timeout)
+		default:
+			g.settle(upstream.Failure)
 		}
 	}
 	return n, err
 }
 
+func (g *guardedBody) settle(r upstream.Result) {
+	if g.att != nil {
+		g.att.End(r, g.latency)
+		g.att = nil
+	}
+}
+
 func (g *guardedBody) Close() error {
 	g.timer.Stop()
 	err := g.rc.Close()
+	g.settle(upstream.Success) // closed before the end by us (HEAD, a client gone): the origin did its part
 	g.release()
 	return err
 }

@@ -34,11 +34,10 @@ func (s Source) String() string {
 // the Cache-Status "detail" parameter and the access log, so that an operator can see why a
 // request failed without reading server logs.
 type Error struct {
-	Status    int
-	Source    Source
-	Detail    string // e.g. "origin-unreachable", "origin-timeout", "origin-bad-response"
-	Retryable bool   // nothing reached the origin: safe to try another one
-	Err       error
+	Status int
+	Source Source
+	Detail string // e.g. "origin-unreachable", "origin-timeout", "origin-bad-response"
+	Err    error
 }
 
 func (e *Error) Error() string {
@@ -56,7 +55,7 @@ func originError(origin string, err error) *Error {
 	var op *net.OpError
 	switch {
 	case errors.As(err, &op) && op.Op == "dial":
-		return &Error{Status: http.StatusBadGateway, Source: SourceOrigin, Detail: "origin-unreachable", Retryable: true, Err: wrapped}
+		return &Error{Status: http.StatusBadGateway, Source: SourceOrigin, Detail: "origin-unreachable", Err: wrapped}
 	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
 		return &Error{Status: http.StatusGatewayTimeout, Source: SourceOrigin, Detail: "origin-timeout", Err: wrapped}
 	case strings.Contains(err.Error(), "malformed HTTP"), strings.Contains(err.Error(), "invalid"),

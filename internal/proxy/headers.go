@@ -92,33 +92,19 @@ func trusted(a netip.Addr, prefixes []netip.Prefix) bool {
 	return false
 }
 
-// forwardedFor computes the X-Forwarded-For value to send and the client address. A client's
-// own X-Forwarded-For is believed only when the socket peer is a trusted proxy; then the
-// client is the right-most address in the chain that is not itself trusted.
-func forwardedFor(r *http.Request, trust []netip.Prefix) (xff string, client netip.Addr) {
+// forwardedFor computes the X-Forwarded-For value to send. A client's own X-Forwarded-For
+// is believed, and extended, only when the socket peer is a trusted proxy.
+func forwardedFor(r *http.Request, trust []netip.Prefix) string {
 	peer := remoteAddr(r)
 	peerStr := ""
 	if peer.IsValid() {
 		peerStr = peer.String()
 	}
-	client = peer
 	prior := r.Header.Values("X-Forwarded-For")
 	if len(prior) == 0 || !trusted(peer, trust) {
-		return peerStr, client
+		return peerStr
 	}
-	chain := strings.Join(prior, ", ")
-	hops := strings.Split(chain, ",")
-	for i := len(hops) - 1; i >= 0; i-- {
-		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
-			break // garbage in the chain: stop believing it at this point
-		}
-		client = a.Unmap()
-		if !trusted(client, trust) {
-			break
-		}
-	}
-	return chain + ", " + peerStr, client
+	return strings.Join(prior, ", ") + ", " + peerStr
 }
 
 // parseTags splits Cache-Tag (comma separated, Cloudflare style) and Surrogate-Key (space

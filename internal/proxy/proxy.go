@@ -173,7 +173,6 @@ type exchange struct {
 	start  time.Time
 	status int // what the client got, for the access log
 	cs     string
-	detail string
 }
 
 // ServeHTTP is the request path, top to bottom.
@@ -194,6 +193,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if x.site == nil {
 		h.writeError(w, r, x, &Error{Status: http.StatusMisdirectedRequest, Source: SourceClient, Detail: "unknown-host"})
 		return
+	}
+	if p := r.Header.Get("X-Forwarded-Proto"); (p == "http" || p == "https") && len(x.site.TrustedProxies) > 0 && trusted(remoteAddr(r), x.site.TrustedProxies) {
+		// Behind a trusted TLS-terminating balancer the scheme is the client's: it keys
+		// the cache, so that an http redirect to https is never served to https clients.
+		x.scheme = p
 	}
 	if r.Method == http.MethodConnect || r.URL.Path == "" && r.URL.Opaque == "" || r.URL.Path != "" && r.URL.Path[0] != '/' {
 		h.writeError(w, r, x, &Error{Status: http.StatusBadRequest, Source: SourceClient, Detail: "bad-request-target"})
@@ -220,8 +224,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // cacheable says whether the request may be answered from the cache. Requests carrying
-// Authorization always reach the origin, which alone decides who may see what (Varnish does
-// the same); their responses may still be stored when RFC 9111 §3.5 allows it.
+// Authorization always reach the origin, which alone decides who may see what, and their
+// responses are not stored (Varnish's default; RFC 9111 §3.5 allows storing some, never
+// requires it).
 func (h *Handler) cacheable(r *http.Request, site *snapshot.Site) bool {
 	if h.store == nil || !site.CacheEnabled {
 		return false
@@ -265,7 +270,7 @@ func (h *Handler) outbound(ctx context.Context, r *http.Request, x *exchange, o 
 	if r.ContentLength == 0 && !fill {
 		out.Body = http.NoBody
 	}
-	xff, _ := forwardedFor(r, x.site.TrustedProxies)
+	xff := forwardedFor(r, x.site.TrustedProxies)
 	out.Header["X-Forwarded-For"] = []string{xff}
 	if p := r.Header.Get("X-Forwarded-Proto"); p == "" || !trusted(remoteAddr(r), x.site.TrustedProxies) {
 		out.Header["X-Forwarded-Proto"] = []string{x.scheme}
@@ -479,7 +484,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, x *exchange
 	if e.Source == SourceClient {
 		cs = h.name + "; detail=" + e.Detail
 	}
-	x.cs, x.status, x.detail = cs, status, e.Detail
+	x.cs, x.status = cs, status
 	hdr := w.Header()
 	hdr["Cache-Status"] = []string{cs}
 	hdr["Content-Type"] = []string{"text/plain; charset=utf-8"}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -121,16 +122,58 @@ func TestStalledBodyCountsAgainstOrigin(t *testing.T) {
 		w.(http.Flusher).Flush()
 		<-block
 	})
-	e := newEnv(t, []string{o.URL}, func(s *snapshot.SiteSpec) { s.Timeouts.Idle = 150 * time.Millisecond })
-	resp, err := http.Get(e.proxy.URL + "/stall")
-	if err == nil {
-		_, err = io.ReadAll(resp.Body)
-		resp.Body.Close()
+	e := newEnv(t, []string{o.URL}, func(s *snapshot.SiteSpec) {
+		s.Timeouts.Idle = 150 * time.Millisecond
+		s.Outlier = snapshot.OutlierSpec{ConsecutiveFailures: 2}
+	})
+	for i := range 2 {
+		resp, err := http.Get(fmt.Sprintf("%s/stall/%d", e.proxy.URL, i))
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		if err == nil {
+			t.Fatal("a stalled body reached the client as complete")
+		}
 	}
-	if err == nil {
-		t.Fatal("a stalled body reached the client as complete")
+	// Each stalled exchange counts once, as a failure (not a success at the headers and a
+	// failure later), so two in a row eject the origin.
+	eventually(t, "the origin ejected", func() bool { st, _ := originStatus(e, o.URL); return st.State == "ejected" })
+	if st, _ := originStatus(e, o.URL); st.Requests != 2 || st.Failures != 2 {
+		t.Fatalf("status %+v: want 2 requests, 2 failures", st)
 	}
-	eventually(t, "the stall counted", func() bool { st, _ := originStatus(e, o.URL); return st.Failures >= 1 })
+}
+
+// Behind a trusted TLS-terminating balancer, http and https are distinct cache entries:
+// the origin's redirect to https must never be served to https clients.
+func TestTrustedProtoKeysTheCache(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=3600")
+		if r.Header.Get("X-Forwarded-Proto") != "https" {
+			w.Header().Set("Location", "https://"+r.Host+r.URL.Path)
+			w.WriteHeader(http.StatusMovedPermanently)
+			return
+		}
+		io.WriteString(w, "secure page")
+	})
+	e := newEnv(t, []string{o.URL}, func(s *snapshot.SiteSpec) { s.TrustedProxies = []string{"127.0.0.0/8"} })
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	fetch := func(proto string) (int, string) {
+		req, _ := http.NewRequest("GET", e.proxy.URL+"/p", nil)
+		req.Header.Set("X-Forwarded-Proto", proto)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	fetch("http")
+	eventually(t, "the redirect stored", func() bool { code, _ := fetch("http"); return code == 301 })
+	if code, body := fetch("https"); code != 200 || body != "secure page" {
+		t.Fatalf("https client got %d %q: the http redirect was served from cache", code, body)
+	}
 }
 
 // A client's half-close reaches the origin through a WebSocket tunnel.

@@ -88,7 +88,7 @@ func compileCheck(p string, hc HealthCheckSpec, bad problem) *upstream.HealthChe
 	c := &upstream.HealthCheck{
 		Method: hc.Method, Path: hc.Path, Host: hc.Host, BodyContains: hc.BodyContains,
 		Interval: hc.Interval, Timeout: hc.Timeout, Rise: hc.Rise, Fall: hc.Fall,
-		StatusMin: 200, StatusMax: 399,
+		StatusMin: upstream.DefaultCheckStatusMin, StatusMax: upstream.DefaultCheckStatusMax,
 	}
 	if c.Method == "" {
 		c.Method = http.MethodGet
@@ -116,10 +116,10 @@ func compileCheck(p string, hc HealthCheckSpec, bad problem) *upstream.HealthChe
 		bad(p+".body_contains", "%d bytes exceed the limit of 1024", len(c.BodyContains))
 	}
 	if c.Interval == 0 {
-		c.Interval = 2 * time.Second
+		c.Interval = upstream.DefaultCheckInterval
 	}
 	if c.Timeout == 0 {
-		c.Timeout = min(time.Second, c.Interval/2)
+		c.Timeout = min(upstream.DefaultCheckTimeout, c.Interval/2)
 	}
 	if c.Interval < 100*time.Millisecond || c.Interval > time.Hour {
 		bad(p+".interval", "%s out of range 100ms..1h", c.Interval)
@@ -128,10 +128,10 @@ func compileCheck(p string, hc HealthCheckSpec, bad problem) *upstream.HealthChe
 		bad(p+".timeout", "%s must be positive and below the interval %s", c.Timeout, c.Interval)
 	}
 	if c.Rise == 0 {
-		c.Rise = 2
+		c.Rise = upstream.DefaultCheckRise
 	}
 	if c.Fall == 0 {
-		c.Fall = 3
+		c.Fall = upstream.DefaultCheckFall
 	}
 	if c.Rise < 1 || c.Rise > 100 {
 		bad(p+".rise", "%d out of range 1..100", hc.Rise)
@@ -220,16 +220,16 @@ func compileRetry(p string, r RetrySpec, bad problem) Retry {
 func compileOutlier(p string, o OutlierSpec, bad problem) upstream.Outlier {
 	out := upstream.Outlier{ConsecutiveFailures: o.ConsecutiveFailures, BaseEjection: o.BaseEjection, MaxEjection: o.MaxEjection}
 	if out.ConsecutiveFailures == 0 {
-		out.ConsecutiveFailures = 5
+		out.ConsecutiveFailures = upstream.DefaultConsecutiveFailures
 	}
 	if out.ConsecutiveFailures < -1 || out.ConsecutiveFailures > 1000 {
 		bad(p+".consecutive_failures", "%d out of range 1..1000 (or -1 to disable)", o.ConsecutiveFailures)
 	}
 	if out.BaseEjection == 0 {
-		out.BaseEjection = 5 * time.Second
+		out.BaseEjection = upstream.DefaultBaseEjection
 	}
 	if out.MaxEjection == 0 {
-		out.MaxEjection = 5 * time.Minute
+		out.MaxEjection = upstream.DefaultMaxEjection
 	}
 	if out.BaseEjection < 0 || out.BaseEjection > time.Hour {
 		bad(p+".base_ejection", "%s out of range 0..1h", o.BaseEjection)

@@ -42,12 +42,12 @@ const (
 
 // Defaults of the origin settings, documented in docs/origins.md.
 const (
-	DefaultConnectTimeout   = 5 * time.Second  // as HAProxy's usual "timeout connect"
-	DefaultFirstByteTimeout = 30 * time.Second // from request sent to response headers
-	DefaultIdleTimeout      = 60 * time.Second // between two reads of a response body
-	DefaultAttempts         = 3                // a request and up to two retries on other origins
-	DefaultRetryBudget      = 20               // retries may add at most 20% to live traffic...
-	DefaultRetryMinPerSec   = 10               // ...but at least 10 per second are always allowed
+	DefaultConnectTimeout   = 5 * time.Second                   // as HAProxy's usual "timeout connect"
+	DefaultFirstByteTimeout = 30 * time.Second                  // from request sent to response headers
+	DefaultIdleTimeout      = 60 * time.Second                  // between two reads of a response body
+	DefaultAttempts         = 3                                 // a request and up to two retries on other origins
+	DefaultRetryBudget      = 100 * upstream.DefaultRetryRatio  // percent: retries may add at most 20% to live traffic...
+	DefaultRetryMinPerSec   = upstream.DefaultRetryMinPerSecond // ...but at least 10 per second are always allowed
 )
 
 // Spec is the uncompiled description of what a node serves.

@@ -44,8 +44,8 @@ type HealthCheck struct {
 	StatusMin, StatusMax int
 	// BodyContains, if not empty, must occur in the first 64 KiB of the body.
 	BodyContains string
-	// Interval between the start of one check and the next, ±10% jitter so that many
-	// nodes do not check in lock step; default 2s.
+	// Interval from the end of one check to the start of the next, ±10% jitter so that
+	// many nodes do not check in lock step; default 2s.
 	Interval time.Duration
 	// Timeout of one check, from dialling to the end of the body read; default 1s.
 	Timeout time.Duration

@@ -53,8 +53,8 @@ const (
 	Success Result = iota
 	// Failure is a 500, 502, 503 or 504 response, or an error after connecting.
 	Failure
-	// ConnectError means the origin could not be reached: refused, unreachable, TLS
-	// handshake failed.
+	// ConnectError means no connection could be made: refused, unreachable, or the
+	// connect timeout. (The proxy counts TLS handshake failures as Failure or Timeout.)
 	ConnectError
 	// Timeout is a connect, first-byte or idle timeout.
 	Timeout
