@@ -271,6 +271,20 @@ func (n *Node) State() State {
 	return st
 }
 
+// Kill stops the node abruptly, as kill -9 would: no goodbye to the mesh, so the others
+// must detect the failure. For simulations and tests.
+func (n *Node) Kill() {
+	n.stopOnce.Do(func() {
+		if n.gossip != nil {
+			n.gossip.cancel()
+			_ = n.gossip.mesh.Shutdown()
+			_ = n.gossip.srv.Close()
+			n.gossip.wg.Wait()
+		}
+		n.stopErr = n.Edge.Shutdown(context.Background())
+	})
+}
+
 // Shutdown leaves the mesh and stops serving. Calling it again does nothing.
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.stopOnce.Do(func() {
