@@ -37,15 +37,7 @@ func compilePools(p string, ss SiteSpec, bad problem) []upstream.PoolConfig {
 		if base == "" { // the short form: paths name sites[i].origins[j]
 			pp, opath = p, p+".origins"
 		}
-		switch {
-		case ps.Name == "":
-			bad(pp+".name", "required")
-		case !validName(ps.Name):
-			bad(pp+".name", "%q: use letters, digits, '-', '_' and '.'", ps.Name)
-		case names[ps.Name]:
-			bad(pp+".name", "%q: duplicate pool name", ps.Name)
-		}
-		names[ps.Name] = true
+		checkName(bad, pp+".name", "pool", ps.Name, names)
 		if len(ps.Origins) == 0 {
 			bad(opath, "at least one origin is required")
 		}
@@ -252,4 +244,17 @@ func validToken(s string) bool {
 		}
 	}
 	return true
+}
+
+// checkName validates a site or pool name and that it is unique among seen, which it updates.
+func checkName(bad problem, path, kind, name string, seen map[string]bool) {
+	switch {
+	case name == "":
+		bad(path, "required")
+	case !validName(name):
+		bad(path, "%q: use letters, digits, '-', '_' and '.'", name)
+	case seen[name]:
+		bad(path, "%q: duplicate %s name", name, kind)
+	}
+	seen[name] = true
 }

@@ -252,15 +252,7 @@ func Compile(spec Spec) (*Snapshot, error) {
 	for i, ss := range spec.Sites {
 		p := fmt.Sprintf("sites[%d]", i)
 		site := &Site{Name: ss.Name, OriginHost: ss.OriginHost}
-		switch {
-		case ss.Name == "":
-			bad(p+".name", "required")
-		case !validName(ss.Name):
-			bad(p+".name", "%q: use letters, digits, '-', '_' and '.'", ss.Name)
-		case names[ss.Name]:
-			bad(p+".name", "%q: duplicate site name", ss.Name)
-		}
-		names[ss.Name] = true
+		checkName(bad, p+".name", "site", ss.Name, names)
 
 		if len(ss.Hosts) == 0 {
 			bad(p+".hosts", "at least one host is required")
