@@ -84,10 +84,11 @@ type Node struct {
 	stopOnce sync.Once
 	stopErr  error
 
-	mu       sync.Mutex // serialises Apply
-	active   *BundleInfo
-	previous *BundleInfo
-	refused  []Refusal
+	mu                 sync.Mutex // serialises Apply
+	active             *BundleInfo
+	activeFromPrevious bool // loaded from previous.bundle at start (active.bundle was unusable)
+	previous           *BundleInfo
+	refused            []Refusal
 }
 
 // Start opens the data dir, loads the last-known-good bundle (falling back to the previous
@@ -112,6 +113,7 @@ func Start(boot *Bootstrap, log *slog.Logger) (*Node, error) {
 			continue
 		}
 		snap, n.active = s, info
+		n.activeFromPrevious = f == previousFile
 		n.log.Info("serving last-known-good bundle", "file", f, "serial", info.Serial, "hash", info.Hash)
 		break
 	}
@@ -221,7 +223,10 @@ func (n *Node) Apply(b []byte) (*BundleInfo, error) {
 		n.refuse(s, err)
 		return nil, err
 	}
-	if n.active != nil {
+	// The bundle being replaced becomes the previous one, unless it was itself served
+	// from previous.bundle (active.bundle was damaged): then the damaged file must not
+	// overwrite the good one.
+	if n.active != nil && !n.activeFromPrevious {
 		if err := os.Rename(filepath.Join(dir, activeFile), filepath.Join(dir, previousFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			n.log.Warn("keeping the previous bundle failed", "err", err)
 		}
@@ -231,6 +236,7 @@ func (n *Node) Apply(b []byte) (*BundleInfo, error) {
 		return nil, fmt.Errorf("persist: %w", err)
 	}
 	n.Edge.Proxy.Swap(snap)
+	n.activeFromPrevious = false
 	n.previous, n.active = n.active, info(s, body, snap, n.boot.trust, time.Now())
 	n.publish()
 	n.log.Info("bundle activated", "serial", body.Serial, "hash", n.active.Hash, "signers", n.active.Signers)

@@ -227,6 +227,17 @@ func TestRestartServesLastKnownGood(t *testing.T) {
 	if st := n.State(); len(st.Refused) != 1 {
 		t.Fatalf("the damaged bundle should be reported: %+v", st.Refused)
 	}
+	// The next bundle must not push the damaged file over the good previous one.
+	if code, out := push(t, n, signed(t, source(3, origin(t, "three")), op)); code != 200 {
+		t.Fatalf("push 3: %s", out)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, bundleDir, previousFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bundle.Decode(b); err != nil {
+		t.Fatalf("previous.bundle was overwritten by the damaged one: %v", err)
+	}
 }
 
 func TestBootstrapErrors(t *testing.T) {
