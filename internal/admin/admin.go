@@ -44,7 +44,10 @@ type Server struct {
 	// what the node now runs, or why it refused it. Nil: the node takes no bundles.
 	Apply func(bundle []byte) (any, error)
 	// Bundle reports the node's bundle state for the status (nil: none).
-	Bundle  func() any
+	Bundle func() any
+	// Purged is told of every purge applied through the API, after it was applied here
+	// (a mesh node passes it on to the others); nil: nothing to tell.
+	Purged  func(PurgeRequest)
 	Logger  *slog.Logger
 	Started time.Time
 }
@@ -121,6 +124,9 @@ func (s *Server) purge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.logger().Info("purge", "urls", len(req.URLs), "prefixes", len(req.Prefixes), "tags", len(req.Tags), "purged", n)
+	if s.Purged != nil {
+		s.Purged(req)
+	}
 	writeJSON(w, http.StatusOK, PurgeResponse{Purged: n})
 }
 

@@ -53,6 +53,10 @@ func (d mlDelegate) NodeMeta(limit int) []byte {
 // Delegate.Heard, and new ones are relayed. buf is not retained.
 func (d mlDelegate) NotifyMsg(buf []byte) {
 	m := d.m
+	if len(buf) > 0 && MsgType(buf[0]) == MsgPurge {
+		m.notifyPurge(buf)
+		return
+	}
 	t, a, err := decodeMessage(buf)
 	if err != nil {
 		m.stats.malformed.Add(1)

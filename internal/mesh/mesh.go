@@ -23,6 +23,10 @@ var ErrShutdown = errors.New("mesh: shut down")
 // methods are safe for concurrent use. Call [Mesh.Shutdown] to release its
 // sockets and goroutines.
 type Mesh struct {
+	purgeMu    sync.Mutex
+	purgeIDs   map[string]bool // purge ids seen, bounded by maxPurgeIDs
+	purgeOrder []string
+
 	cfg   settings
 	log   *slog.Logger
 	ml    *memberlist.Memberlist

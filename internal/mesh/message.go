@@ -34,6 +34,8 @@ func (t MsgType) String() string {
 		return "announce"
 	case MsgDigest:
 		return "digest"
+	case MsgPurge:
+		return "purge"
 	default:
 		return fmt.Sprintf("msgtype(%d)", uint8(t))
 	}
@@ -59,6 +61,9 @@ type Announcement struct {
 	Serial uint64 `json:"serial"`
 	Hash   string `json:"hash"` // hex SHA-256 of the bundle
 	URL    string `json:"url"`  // where to fetch it (the announcer's FetchURL)
+	// LastPurge is the time (unix ms, on the purging nodes' clocks) of the newest purge the
+	// node has applied; in a digest it lets a node that was away notice purges it missed.
+	LastPurge int64 `json:"last_purge,omitempty"`
 }
 
 // Validate reports whether a is well formed: From is a valid node name, Hash

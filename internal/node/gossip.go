@@ -27,13 +27,16 @@ type gossip struct {
 	url    string
 	client *http.Client
 
-	mu       sync.Mutex
-	fetching map[string]bool      // hashes being fetched
-	refused  map[string]bool      // hashes that failed verification: never fetched again
-	failed   map[string]time.Time // hashes whose fetch failed: retried after fetchRetry
-	wg       sync.WaitGroup
-	ctx      context.Context
-	cancel   context.CancelFunc
+	purges purgeLog
+
+	mu         sync.Mutex
+	catchingUp bool                 // a purge catch-up is running
+	fetching   map[string]bool      // hashes being fetched
+	refused    map[string]bool      // hashes that failed verification: never fetched again
+	failed     map[string]time.Time // hashes whose fetch failed: retried after fetchRetry
+	wg         sync.WaitGroup
+	ctx        context.Context
+	cancel     context.CancelFunc
 }
 
 const fetchRetry = 2 * time.Second
@@ -50,6 +53,7 @@ func startGossip(n *Node, c *MeshConfig) (*gossip, error) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/bundles/{hash}", g.serveBundle)
+	mux.HandleFunc("GET /v1/purges", g.servePurges)
 	g.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = g.srv.Serve(ln) }()
 	g.mesh, err = mesh.Start(mesh.Config{
@@ -89,15 +93,26 @@ func (g *gossip) serveBundle(w http.ResponseWriter, r *http.Request) {
 // Digest implements mesh.Delegate: what this node runs. It must not block, so it reads the
 // atomically published summary, never n.mu (held while a bundle is being checked).
 func (g *gossip) Digest() mesh.Announcement {
-	if a := g.n.published.Load(); a != nil {
-		return *a
+	a := mesh.Announcement{From: g.n.boot.Name}
+	if p := g.n.published.Load(); p != nil {
+		a = *p
 	}
-	return mesh.Announcement{From: g.n.boot.Name}
+	a.LastPurge = g.purges.newest()
+	return a
 }
 
 // Heard implements mesh.Delegate: a peer runs a bundle. A newer one is fetched and applied
 // in the background.
 func (g *gossip) Heard(a mesh.Announcement) {
+	if a.URL != "" && a.LastPurge > g.purges.newest() {
+		g.mu.Lock()
+		if !g.catchingUp && g.ctx.Err() == nil {
+			g.catchingUp = true
+			g.wg.Add(1)
+			go g.catchUpPurges(a)
+		}
+		g.mu.Unlock()
+	}
 	if a.Hash == "" || a.URL == "" || !hashRE.MatchString(a.Hash) {
 		return
 	}

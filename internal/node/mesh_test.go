@@ -2,7 +2,10 @@ package node
 
 import (
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -157,4 +160,96 @@ func TestMeshSpreadsBundles(t *testing.T) {
 	}
 	took = waitFor(t, "the returning node to catch up", 15*time.Second, func() bool { return activeSerial(back) == 3 })
 	t.Logf("catch-up after rejoin: %v", took)
+}
+
+// getHost fetches path from n with a fixed Host, so that every node keys it the same way.
+func getHost(t *testing.T, n *Node, path string) string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+n.Edge.Addr.String()+path, nil)
+	req.Host = "shop.example"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.Header.Get("Cache-Status")
+}
+
+func purgeVia(t *testing.T, n *Node, body string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+n.Edge.AdminAddr.String()+"/v1/purge", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+n.Edge.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("purge: %s", resp.Status)
+	}
+}
+
+// TestMeshPurge: one purge on one node empties every node's copy; a node that was down
+// when it happened applies it when it comes back, though the object is still on its disk.
+func TestMeshPurge(t *testing.T) {
+	op := newKey(t)
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=3600")
+		io.WriteString(w, r.URL.Path)
+	}))
+	defer o.Close()
+	var nodes []*Node
+	var seed string
+	for i := range 3 {
+		var join []string
+		if i > 0 {
+			join = []string{seed}
+		}
+		boot, addr := meshBootstrap(t, fmt.Sprintf("p%d", i), join, op)
+		if i == 0 {
+			seed = addr
+		}
+		n := start(t, boot)
+		defer stop(t, n)
+		nodes = append(nodes, n)
+	}
+	push(t, nodes[0], signed(t, source(1, o.URL), op))
+	waitFor(t, "the bundle everywhere", 10*time.Second, func() bool {
+		for _, n := range nodes {
+			if activeSerial(n) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	stored := func(n *Node, path string) bool { _, ok := n.Edge.Store.Get("http://shop.example" + path); return ok }
+	for _, path := range []string{"/x", "/y"} {
+		for _, n := range nodes {
+			getHost(t, n, path)
+			waitFor(t, "stored", 5*time.Second, func() bool { return stored(n, path) })
+		}
+	}
+
+	purgeVia(t, nodes[0], `{"urls":["http://shop.example/x"]}`)
+	took := waitFor(t, "/x purged on every node", 10*time.Second, func() bool {
+		for _, n := range nodes {
+			if stored(n, "/x") {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("purge on every node in %v", took)
+
+	// p2 is down when /y is purged; its disk still holds /y when it returns.
+	away := nodes[2]
+	awayBoot := away.boot
+	stop(t, away)
+	purgeVia(t, nodes[0], `{"prefixes":["http://shop.example/y"]}`)
+	waitFor(t, "/y purged on the live nodes", 10*time.Second, func() bool { return !stored(nodes[0], "/y") && !stored(nodes[1], "/y") })
+	back := start(t, awayBoot)
+	defer stop(t, back)
+	took = waitFor(t, "the returning node to apply the purge it missed", 15*time.Second, func() bool { return !stored(back, "/y") })
+	t.Logf("missed purge applied %v after restart", took)
 }

@@ -127,6 +127,11 @@ func Start(boot *Bootstrap, log *slog.Logger) (*Node, error) {
 		Admin: func(a *admin.Server) {
 			a.Apply = func(b []byte) (any, error) { return n.Apply(b) }
 			a.Bundle = func() any { return n.State() }
+			a.Purged = func(req admin.PurgeRequest) {
+				if n.gossip != nil {
+					n.gossip.broadcastPurge(req)
+				}
+			}
 		},
 	})
 	if err != nil {
