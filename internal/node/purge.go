@@ -104,9 +104,20 @@ func (g *gossip) broadcastPurge(req admin.PurgeRequest) {
 	flush()
 }
 
-// HeardPurge implements mesh.PurgeDelegate: a purge made on another node.
+// HeardPurge implements mesh.PurgeDelegate: a purge made on another node. It runs on a
+// memberlist goroutine and must not block, while a prefix purge walks the whole cache
+// index: the work is handed off.
 func (g *gossip) HeardPurge(p mesh.Purge) {
-	g.applyPurge(p)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ctx.Err() != nil {
+		return
+	}
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		g.applyPurge(p)
+	}()
 }
 
 func (g *gossip) applyPurge(p mesh.Purge) {
