@@ -606,17 +606,7 @@ report() {
 		echo "  - errors: $(get "$key.tl_errors")"
 		echo "  - SYNs to the target per second after the event: $(get "$key.syn_persec")"
 	done
-	echo
-	echo "## Notes"
-	echo
-	local any=0
-	for peer in $ALL_PEERS; do
-		if [[ -n ${NOTES[$peer]:-} ]]; then
-			echo "- $peer: ${NOTES[$peer]}"
-			any=1
-		fi
-	done
-	((any)) || echo "- none"
+	print_notes $ALL_PEERS
 }
 
 main() {

@@ -157,3 +157,19 @@ forget_pid() {
 	done
 	PIDS=("${PIDS[@]}")
 }
+
+# print_notes PEER...: the "## Notes" section of a results file, from the NOTES array the
+# calling script fills (peer -> what went wrong or needs saying).
+print_notes() {
+	echo
+	echo "## Notes"
+	echo
+	local any=0 peer
+	for peer in "$@"; do
+		if [[ -n ${NOTES[$peer]:-} ]]; then
+			echo "- $peer: ${NOTES[$peer]}"
+			any=1
+		fi
+	done
+	((any)) || echo "- none"
+}

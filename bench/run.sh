@@ -265,17 +265,7 @@ report() {
 		done
 		echo "| $peer | ${cells[0]} | ${cells[1]} | ${cells[2]} |"
 	done
-	echo
-	echo "## Notes"
-	echo
-	local any=0
-	for peer in $PEERS; do
-		if [[ -n ${NOTES[$peer]:-} ]]; then
-			echo "- $peer: ${NOTES[$peer]}"
-			any=1
-		fi
-	done
-	((any)) || echo "- none"
+	print_notes $PEERS
 }
 
 main() {
