@@ -82,13 +82,6 @@ NAP_PID=
 RHIZOME_HEALTH=()  # active-check flags, if this rhizome has them
 RHIZOME_HAS_FBT=0  # 1 if rhizome has --first-byte-timeout
 
-note() {
-	local peer=$1
-	shift
-	log "$peer: $*"
-	NOTES[$peer]="${NOTES[$peer]:-}${NOTES[$peer]:+; }$*"
-}
-
 # seconds DURATION: "20s" or "20" as whole seconds.
 seconds() {
 	local d=${1%s}
@@ -194,31 +187,11 @@ pick_target() {
 	esac
 }
 
-# stop_one PID: stop a process started by start_bg and forget it.
-stop_one() {
-	[[ -n $1 ]] || return 0
-	kill -CONT "$1" 2>/dev/null || true
-	stop_pid "$1"
-	forget_pid "$1"
-}
-
 stop_origins() {
 	stop_one "${OPID[a]}"
 	stop_one "${OPID[b]}"
 	OPID[a]= OPID[b]=
 NAP_PID=
-}
-
-# started PEER PID LOG: wait for PEER to listen; on failure say why.
-started() {
-	local peer=$1 pid=$2 logfile=$3
-	if wait_listen "${PORT[$peer]}" "$pid"; then
-		return 0
-	fi
-	note "$peer" "did not start (see $logfile)"
-	tail -n 20 "$logfile" >&2 || true
-	stop_one "$pid"
-	return 1
 }
 
 start_nginx() {

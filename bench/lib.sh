@@ -173,3 +173,33 @@ print_notes() {
 	done
 	((any)) || echo "- none"
 }
+
+# note PEER TEXT...: log TEXT and keep it for the results file's notes (NOTES, declared by
+# the calling script).
+note() {
+	local peer=$1
+	shift
+	log "$peer: $*"
+	NOTES[$peer]="${NOTES[$peer]:-}${NOTES[$peer]:+; }$*"
+}
+
+# stop_one PID: stop a process, frozen (SIGSTOP) ones included, and forget it.
+stop_one() {
+	[[ -n $1 ]] || return 0
+	kill -CONT "$1" 2>/dev/null || true
+	stop_pid "$1"
+	forget_pid "$1"
+}
+
+# started PEER PID LOG: wait for PEER (on PORT[PEER]) to listen; on failure say why and
+# stop it.
+started() {
+	local peer=$1 pid=$2 logfile=$3
+	if wait_listen "${PORT[$peer]}" "$pid"; then
+		return 0
+	fi
+	note "$peer" "did not start (see $logfile)"
+	tail -n 20 "$logfile" >&2 || true
+	stop_one "$pid"
+	return 1
+}

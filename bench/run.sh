@@ -43,29 +43,10 @@ declare -A PORT=([nginx]=$NGINX_PORT [varnish]=$VARNISH_PORT [haproxy]=$HAPROXY_
 declare -A R=()     # R[peer.metric]: measured figures
 declare -A NOTES=() # NOTES[peer]: what went wrong or is worth knowing
 
-note() {
-	local peer=$1
-	shift
-	log "$peer: $*"
-	NOTES[$peer]="${NOTES[$peer]:-}${NOTES[$peer]:+; }$*"
-}
-
 # fill TEMPLATE OUT PORT: copy a bench/conf template with its placeholders filled.
 fill() {
 	sed -e "s|@WORK@|$WORK|g" -e "s|@PORT@|$3|g" -e "s|@ORIGIN_PORT@|$ORIGIN_PORT|g" \
 		-e "s|@WORKERS@|$WORKERS|g" -e "s|@CACHE_MB@|$CACHE_MB|g" "$BENCH_DIR/conf/$1" >"$2"
-}
-
-# started PEER PID LOG: wait for PEER to listen; on failure say why.
-started() {
-	local peer=$1 pid=$2 logfile=$3
-	if wait_listen "${PORT[$peer]}" "$pid"; then
-		return 0
-	fi
-	note "$peer" "did not start (see $logfile)"
-	tail -n 20 "$logfile" >&2 || true
-	stop_pid "$pid"
-	return 1
 }
 
 start_nginx() {
