@@ -20,6 +20,14 @@ type Meta struct {
 	Region   string `json:"region,omitempty"`
 	Provider string `json:"provider,omitempty"`
 	FetchURL string `json:"fetch,omitempty"` // base URL where peers fetch bundles by hash
+	// Key is the node's public key (the node package's text form), with which its signed
+	// reports are checked.
+	Key string `json:"key,omitempty"`
+	// Report is the node's latest signed health report, opaque to the mesh (the node
+	// package defines it). Metadata is memberlist's one piece of per-member state that
+	// every member holds and push/pull keeps in sync, so a report placed here reaches
+	// nodes that join or return later, with no periodic re-sending. See [Mesh.SetMeta].
+	Report json.RawMessage `json:"report,omitempty"`
 }
 
 // MaxMetaSize is the largest encoded [Meta], in bytes (memberlist's limit on
@@ -147,6 +155,13 @@ type wireMeta struct {
 	// Leaving is set just before a graceful leave, so that peers can tell
 	// "left" from "dead": memberlist reports both the same way.
 	Leaving bool `json:"leaving,omitempty"`
+}
+
+// CheckMeta reports whether m fits in node metadata in every form the mesh sends it
+// (including the one that marks a graceful leave).
+func CheckMeta(m Meta) error {
+	_, err := encodeMeta(wireMeta{Meta: m, Leaving: true})
+	return err
 }
 
 // encodeMeta encodes m and checks it against MaxMetaSize.

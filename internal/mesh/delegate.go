@@ -39,9 +39,10 @@ var _ memberlist.Delegate = mlDelegate{}
 // NodeMeta implements memberlist.Delegate: the encoded Meta, checked against
 // the limit at Start.
 func (d mlDelegate) NodeMeta(limit int) []byte {
-	meta := d.m.cfg.meta
+	cur := d.m.meta.Load()
+	meta := cur.meta
 	if d.m.left.Load() {
-		meta = d.m.cfg.leaving
+		meta = cur.leaving
 	}
 	if len(meta) > limit {
 		return nil
@@ -55,6 +56,10 @@ func (d mlDelegate) NotifyMsg(buf []byte) {
 	m := d.m
 	if len(buf) > 0 && MsgType(buf[0]) == MsgPurge {
 		m.notifyPurge(buf)
+		return
+	}
+	if len(buf) > 0 && MsgType(buf[0]) == MsgControl {
+		m.notifyControl(buf)
 		return
 	}
 	t, a, err := decodeMessage(buf)

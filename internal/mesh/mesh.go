@@ -26,8 +26,12 @@ type Mesh struct {
 	purgeMu    sync.Mutex
 	purgeIDs   map[string]bool // purge ids seen, bounded by maxPurgeIDs
 	purgeOrder []string
+	// Control record hashes seen (under purgeMu), bounded by maxControlIDs.
+	controlIDs   map[[32]byte]bool
+	controlOrder [][32]byte
 
 	cfg   settings
+	meta  atomic.Pointer[encodedMeta] // what NodeMeta sends; SetMeta replaces it
 	log   *slog.Logger
 	ml    *memberlist.Memberlist
 	queue *memberlist.TransmitLimitedQueue
@@ -65,6 +69,7 @@ func Start(c Config) (*Mesh, error) {
 		seen:    make(map[string]uint64),
 		stop:    make(chan struct{}),
 	}
+	m.meta.Store(&encodedMeta{meta: s.meta, leaving: s.leaving})
 	mc := memberlistConfig(s)
 	m.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes:       m.numAlive,
@@ -190,6 +195,36 @@ func (m *Mesh) recordSeenLocked(a Announcement) {
 		}
 	}
 	m.seen[a.From] = a.Serial
+}
+
+// encodedMeta is the node metadata ready to send, normally and when leaving.
+type encodedMeta struct{ meta, leaving []byte }
+
+// SetMeta replaces this node's metadata and tells the mesh, waiting up to timeout for the
+// update to go out to at least one member (memberlist's UpdateNode). A Meta that does not
+// fit MaxMetaSize is an error and changes nothing. It must not be called from a Delegate
+// method.
+func (m *Mesh) SetMeta(meta Meta, timeout time.Duration) error {
+	leaving, err := encodeMeta(wireMeta{Meta: meta, Leaving: true})
+	if err != nil {
+		return fmt.Errorf("mesh: meta: %w", err)
+	}
+	enc, _ := encodeMeta(wireMeta{Meta: meta})
+	m.lifeMu.Lock()
+	defer m.lifeMu.Unlock()
+	if m.closed.Load() {
+		return ErrShutdown
+	}
+	m.meta.Store(&encodedMeta{meta: enc, leaving: leaving})
+	if m.left.Load() {
+		return nil
+	}
+	if err := m.ml.UpdateNode(timeout); err != nil {
+		// The new metadata is in place and push/pull will carry it; only the prompt
+		// broadcast was not confirmed.
+		m.log.Debug("mesh: metadata update not confirmed sent", "err", err)
+	}
+	return nil
 }
 
 // LocalName returns this node's name.

@@ -36,6 +36,8 @@ func (t MsgType) String() string {
 		return "digest"
 	case MsgPurge:
 		return "purge"
+	case MsgControl:
+		return "control"
 	default:
 		return fmt.Sprintf("msgtype(%d)", uint8(t))
 	}
@@ -64,6 +66,10 @@ type Announcement struct {
 	// LastPurge is the time (unix ms, on the purging nodes' clocks) of the newest purge the
 	// node has applied; in a digest it lets a node that was away notice purges it missed.
 	LastPurge int64 `json:"last_purge,omitempty"`
+	// Controls is a short digest of the control records (halts, kill switches, unhealthy
+	// reports) the node holds; a node whose own digest differs fetches the peer's records,
+	// so that one that missed a gossiped record still learns of it.
+	Controls string `json:"controls,omitempty"`
 }
 
 // Validate reports whether a is well formed: From is a valid node name, Hash
@@ -81,6 +87,9 @@ func (a Announcement) Validate() error {
 	}
 	if len(a.URL) > MaxURLLen {
 		return fmt.Errorf("url: %d bytes, limit %d", len(a.URL), MaxURLLen)
+	}
+	if len(a.Controls) > 64 {
+		return fmt.Errorf("controls: %d bytes, limit 64", len(a.Controls))
 	}
 	return nil
 }
