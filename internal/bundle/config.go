@@ -20,6 +20,8 @@ type Config struct {
 	// not above the one they run, so it only goes up (a rollback is a new, higher serial).
 	Serial uint64 `yaml:"serial" json:"serial"`
 	Sites  []Site `yaml:"sites" json:"sites"`
+	// Rollout is how the bundle spreads through the mesh (rollout.go); nil: everywhere at once.
+	Rollout *Rollout `yaml:"rollout" json:"rollout,omitempty"`
 }
 
 // Site is one site: snapshot.SiteSpec.
@@ -74,6 +76,25 @@ type Cache struct {
 	CacheAuthorized      bool     `yaml:"cache_authorized" json:"cache_authorized,omitempty"`               // risk: one user's page served to another
 	IgnoreRequestNoCache bool     `yaml:"ignore_request_no_cache" json:"ignore_request_no_cache,omitempty"` // clients cannot force origin fetches
 	AlwaysOnline         Duration `yaml:"always_online" json:"always_online,omitempty"`                     // serve stale this long when origins fail; default 0: off
+	// Rules change the settings above for the paths they match; the first match wins. At
+	// most 100 per site.
+	Rules []CacheRule `yaml:"rules" json:"rules,omitempty"`
+}
+
+// CacheRule changes a site's cache settings for the request paths it matches:
+// snapshot.CacheRuleSpec. Exactly one of PathPrefix and PathRegex is set. The settings are
+// pointers so that a value given as 0 or false (which replaces the site's) is told apart
+// from one left out (inherited from the site), in YAML and in the canonical body alike: a
+// field left out is absent from the body, one given is always written.
+type CacheRule struct {
+	PathPrefix           string    `yaml:"path_prefix" json:"path_prefix,omitempty"`                         // matches paths starting with it; starts with "/"
+	PathRegex            string    `yaml:"path_regex" json:"path_regex,omitempty"`                           // RE2 (Go regexp) matched anywhere in the path unless anchored
+	Bypass               *bool     `yaml:"bypass" json:"bypass,omitempty"`                                   // true: store nothing, pass to the origin; replaces the site's disabled
+	DefaultTTL           *Duration `yaml:"default_ttl" json:"default_ttl,omitempty"`                         // as the site's; inherited when left out
+	MaxTTL               *Duration `yaml:"max_ttl" json:"max_ttl,omitempty"`                                 // as the site's; inherited when left out
+	MaxHeuristic         *Duration `yaml:"max_heuristic" json:"max_heuristic,omitempty"`                     // as the site's; inherited when left out
+	IgnoreRequestNoCache *bool     `yaml:"ignore_request_no_cache" json:"ignore_request_no_cache,omitempty"` // as the site's; inherited when left out
+	AlwaysOnline         *Duration `yaml:"always_online" json:"always_online,omitempty"`                     // as the site's; inherited when left out
 }
 
 // Timeouts bound each origin request: snapshot.TimeoutSpec. Zero takes the default.
@@ -157,6 +178,7 @@ func (c *Config) Spec(version string) snapshot.Spec {
 				CacheAuthorized:      s.Cache.CacheAuthorized,
 				IgnoreRequestNoCache: s.Cache.IgnoreRequestNoCache,
 				AlwaysOnline:         time.Duration(s.Cache.AlwaysOnline),
+				Rules:                cacheRules(s.Cache.Rules),
 			},
 			Timeouts: snapshot.TimeoutSpec{
 				Connect:   time.Duration(s.Timeouts.Connect),
@@ -206,6 +228,40 @@ func origins(in []Origin) []snapshot.OriginSpec {
 	return out
 }
 
+func cacheRules(in []CacheRule) []snapshot.CacheRuleSpec {
+	var out []snapshot.CacheRuleSpec
+	for _, r := range in {
+		out = append(out, snapshot.CacheRuleSpec{
+			PathPrefix:           r.PathPrefix,
+			PathRegex:            r.PathRegex,
+			Bypass:               cloneBool(r.Bypass),
+			DefaultTTL:           duration(r.DefaultTTL),
+			MaxTTL:               duration(r.MaxTTL),
+			MaxHeuristic:         duration(r.MaxHeuristic),
+			IgnoreRequestNoCache: cloneBool(r.IgnoreRequestNoCache),
+			AlwaysOnline:         duration(r.AlwaysOnline),
+		})
+	}
+	return out
+}
+
+// duration converts an optional duration, nil staying nil.
+func duration(d *Duration) *time.Duration {
+	if d == nil {
+		return nil
+	}
+	v := time.Duration(*d)
+	return &v
+}
+
+func cloneBool(b *bool) *bool {
+	if b == nil {
+		return nil
+	}
+	v := *b
+	return &v
+}
+
 // short cuts s for quoting in an error, so that a huge bad value cannot make a huge message.
 func short(s string) string {
 	if len(s) > 64 {
@@ -234,6 +290,9 @@ func Validate(c *Config) error {
 		errs = append(errs, errors.New("serial: must be > 0"))
 	}
 	if _, err := snapshot.Compile(c.Spec(strconv.FormatUint(c.Serial, 10))); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.planErr(); err != nil {
 		errs = append(errs, err)
 	}
 	return invalid(errors.Join(errs...))

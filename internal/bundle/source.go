@@ -169,6 +169,14 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		}
 	case t.Kind() == reflect.Struct:
 		d.structure(n, v, path)
+	case t.Kind() == reflect.Pointer && t.Elem().Kind() != reflect.Struct:
+		// An optional scalar (*Duration, *bool): given, even as 0 or false, it is set.
+		p := reflect.New(t.Elem())
+		before := len(d.errs)
+		d.value(n, p.Elem(), path)
+		if len(d.errs) == before {
+			v.Set(p)
+		}
 	case t.Kind() == reflect.Pointer:
 		if n.Kind != yaml.MappingNode {
 			d.fail(n, path, "want a mapping, got %s", describe(n))

@@ -30,7 +30,11 @@ func TestParseSourceExample(t *testing.T) {
 		OriginHost:     "shop-origin.example.com",
 		TrustedProxies: []string{"10.0.0.0/8", "192.0.2.10"},
 		Cache: Cache{MaxTTL: Duration(24 * time.Hour), MaxHeuristic: Duration(time.Hour), IgnoreRequestNoCache: true,
-			AlwaysOnline: Duration(168 * time.Hour)},
+			AlwaysOnline: Duration(168 * time.Hour), Rules: []CacheRule{
+				{PathPrefix: "/static/", DefaultTTL: new(Duration(time.Hour)), MaxTTL: new(Duration(168 * time.Hour))},
+				{PathRegex: `\.(css|js|woff2)$`, DefaultTTL: new(Duration(24 * time.Hour))},
+				{PathPrefix: "/api/", Bypass: new(true)},
+			}},
 		Timeouts: Timeouts{Connect: Duration(3 * time.Second), FirstByte: Duration(10 * time.Second), Idle: Duration(30 * time.Second)},
 		Retry:    Retry{Attempts: 3, BudgetPercent: 20, MinPerSecond: 10, Methods: []string{"PUT", "DELETE"}},
 		Outlier:  Outlier{ConsecutiveFailures: 5, BaseEjection: Duration(5 * time.Second), MaxEjection: Duration(5 * time.Minute)},
@@ -68,7 +72,7 @@ func TestParseSourceGood(t *testing.T) {
 			return nil
 		}},
 		{"nulls leave defaults", minimal + "    cache:\n    timeouts: ~\n", func(c *Config) error {
-			if c.Sites[0].Cache != (Cache{}) {
+			if !reflect.DeepEqual(c.Sites[0].Cache, Cache{}) {
 				return fmt.Errorf("cache %+v", c.Sites[0].Cache)
 			}
 			return nil

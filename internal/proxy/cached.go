@@ -75,7 +75,10 @@ func (h *Handler) endFlight(key string, f *flight) {
 }
 
 // serveCached answers a GET or HEAD from the cache, or through one shared origin fetch.
+// Every cache decision below (freshness, storing, stale serving) uses the settings for the
+// request's path, chosen here once.
 func (h *Handler) serveCached(w http.ResponseWriter, r *http.Request, x *exchange) {
+	x.cache = x.site.CacheFor(r.URL.Path)
 	primary, err := cachepolicy.CacheKey(x.scheme, r.Host, r.URL)
 	if err != nil {
 		h.writeError(w, r, x, &Error{Status: http.StatusBadRequest, Source: SourceClient, Detail: "bad-request-target", Err: err})
@@ -95,7 +98,7 @@ func (h *Handler) serveCached(w http.ResponseWriter, r *http.Request, x *exchang
 		h.fetch(w, r, x, primary, skey, nil, fwd, 0)
 		return
 	}
-	dec := h.prepared(obj, x.site.Policy).Decide(r.Header, h.now())
+	dec := h.prepared(obj, x.cache.Policy).Decide(r.Header, h.now())
 	switch dec.Action {
 	case cachepolicy.Fresh:
 		if !h.serveObject(w, r, x, obj, dec.Age, h.name+"; hit; ttl="+seconds(dec.TTL)) {
@@ -159,7 +162,7 @@ func (h *Handler) lookup(primary string, reqH http.Header) (obj *cache.Object, s
 
 // prepared returns the object's parsed freshness for policy, computing it on first use. The
 // object's metadata is immutable (a 304 makes a new object), so the result stays valid for
-// the object's life unless the site's policy changes with a new snapshot.
+// the object's life unless the policy for its path changes with a new snapshot.
 func (h *Handler) prepared(o *cache.Object, policy cachepolicy.Policy) *cachepolicy.Prepared {
 	if pr, ok := o.Memo().(*cachepolicy.Prepared); ok && pr.Policy() == policy {
 		return pr
@@ -209,7 +212,7 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, x *exchange, pri
 			h.writeError(w, r, x, &Error{Status: http.StatusBadGateway, Source: SourceOrigin, Detail: "origin-error-" + strconv.Itoa(f.status)})
 		}
 	case outRefreshed:
-		dec := h.prepared(f.obj, x.site.Policy).Decide(r.Header, h.now())
+		dec := h.prepared(f.obj, x.cache.Policy).Decide(r.Header, h.now())
 		if !h.serveObject(w, r, x, f.obj, dec.Age, h.name+"; "+fwd+"; fwd-status=304"+collapsed) {
 			h.servePass(w, r, x, fwd, "evicted")
 		}
@@ -259,9 +262,9 @@ func (h *Handler) lead(r *http.Request, x *exchange, f *flight, primary, skey st
 	defer func() {
 		// Whatever happens here, waiters must not wait forever on this flight.
 		if p := recover(); p != nil {
-			h.log.Error("panic while fetching for the cache", "key", skey, "panic", p)
+			h.recordPanic("panic while fetching for the cache", p, "key", skey)
 			if !published {
-				f.err = &Error{Status: http.StatusBadGateway, Source: SourceInternal, Detail: "internal-error"}
+				f.err = &Error{Status: http.StatusInternalServerError, Source: SourceInternal, Detail: "internal-error"}
 				publish(outError)
 			}
 		}
@@ -271,7 +274,7 @@ func (h *Handler) lead(r *http.Request, x *exchange, f *flight, primary, skey st
 	respTime := h.now()
 	if err != nil {
 		f.err = err
-		if stale != nil && x.site.Policy.StaleIfErrorOK(r.Header, stored(stale), respTime, x.site.AlwaysOnline) {
+		if stale != nil && x.cache.Policy.StaleIfErrorOK(r.Header, stored(stale), respTime, x.cache.AlwaysOnline) {
 			f.status = err.Status
 			publish(outStale)
 			return
@@ -289,13 +292,13 @@ func (h *Handler) lead(r *http.Request, x *exchange, f *flight, primary, skey st
 		}
 		return
 	}
-	if resp.StatusCode >= 500 && stale != nil && x.site.Policy.StaleIfErrorOK(r.Header, stored(stale), respTime, x.site.AlwaysOnline) {
+	if resp.StatusCode >= 500 && stale != nil && x.cache.Policy.StaleIfErrorOK(r.Header, stored(stale), respTime, x.cache.AlwaysOnline) {
 		resp.Body.Close()
 		publish(outStale)
 		return
 	}
 
-	ok, reason := x.site.Policy.Storable(http.MethodGet, r.Header, resp.StatusCode, resp.Header)
+	ok, reason := x.cache.Policy.Storable(http.MethodGet, r.Header, resp.StatusCode, resp.Header)
 	if ok && resp.ContentLength > h.store.MaxObjectBytes() {
 		ok, reason = false, "too-large"
 	}
@@ -337,7 +340,7 @@ func (h *Handler) lead(r *http.Request, x *exchange, f *flight, primary, skey st
 	h.mu.Unlock()
 	f.meta, f.length = &meta, resp.ContentLength
 	publish(outFill)
-	go h.copyFill(skey, f, resp)
+	h.goSafe("cache fill", func() { h.copyFill(skey, f, resp) }, f.fill.Abort)
 }
 
 // refresh applies a 304 to the stored object (RFC 9111 §4.3.4). The 304 was answered to one
@@ -353,7 +356,7 @@ func (h *Handler) refresh(r *http.Request, x *exchange, f *flight, stale *cache.
 	m := *stale.Meta()
 	m.Header = cachepolicy.Merge304(m.Header, upd)
 	m.RequestTime, m.ResponseTime = reqTime, respTime
-	if ok, reason := x.site.Policy.Storable(http.MethodGet, r.Header, m.Status, m.Header); !ok && reason != "request-no-store" {
+	if ok, reason := x.cache.Policy.Storable(http.MethodGet, r.Header, m.Status, m.Header); !ok && reason != "request-no-store" {
 		h.store.Delete(m.Key)
 		f.reason = reason
 		return false
@@ -422,25 +425,25 @@ func (h *Handler) revalidateInBackground(r *http.Request, x *exchange, primary, 
 	// The request and exchange are the client's and end with it: keep copies.
 	r2 := r.Clone(context.WithoutCancel(r.Context()))
 	x2 := *x
-	go func() {
+	h.goSafe("background revalidation", func() {
 		h.lead(r2, &x2, f, primary, skey, stale)
 		if f.kind == outPass && f.resp != nil {
 			f.resp.Body.Close()
 		}
-	}()
+	}, nil)
 }
 
 // serveStaleOnError answers with the stale object when the origin failed and RFC 5861
-// stale-if-error or the site's always-online window allows it.
+// stale-if-error or the always-online window for the request's path allows it.
 func (h *Handler) serveStaleOnError(w http.ResponseWriter, r *http.Request, x *exchange, stale *cache.Object, status int) bool {
 	if stale == nil {
 		return false
 	}
 	now := h.now()
-	if !x.site.Policy.StaleIfErrorOK(r.Header, stored(stale), now, x.site.AlwaysOnline) {
+	if !x.cache.Policy.StaleIfErrorOK(r.Header, stored(stale), now, x.cache.AlwaysOnline) {
 		return false
 	}
-	dec := h.prepared(stale, x.site.Policy).Decide(r.Header, now)
+	dec := h.prepared(stale, x.cache.Policy).Decide(r.Header, now)
 	return h.serveObject(w, r, x, stale, dec.Age, h.name+"; fwd=stale; fwd-status="+strconv.Itoa(status)+"; ttl="+seconds(dec.TTL)+"; detail=stale-if-error")
 }
 

@@ -37,7 +37,14 @@ const (
 	MaxTrustedProxies = 256   // trusted proxy prefixes per site
 	MaxPoolsPerSite   = 8     // origin pools per site (primary, fallback, ...)
 	MaxTimeout        = 24 * time.Hour
-	MaxAttempts       = 10 // tries of one request, the first included
+	MaxAttempts       = 10    // tries of one request, the first included
+	MaxCacheRules     = 100   // cache rules per site; every request may try them all
+	MaxRegexBytes     = 1024  // source of one path_regex (and length of one path_prefix)
+	MaxRegexProgram   = 10000 // instructions of one compiled path_regex; matching costs up to this much per byte of path
+	// MaxRegexProgramTotal bounds the instructions of every path_regex of a snapshot
+	// together (about 40 bytes each once compiled), so that a bundle full of large
+	// patterns is refused instead of taking the node's memory.
+	MaxRegexProgramTotal = 1000000
 )
 
 // Defaults of the origin settings, documented in docs/origins.md.
@@ -152,6 +159,10 @@ type CacheSpec struct {
 	// AlwaysOnline serves any stale object up to this long past expiry when every origin fails,
 	// even without stale-if-error (never against must-revalidate). Default 0: off.
 	AlwaysOnline time.Duration
+	// Rules change these settings for the request paths they match; the first rule that
+	// matches wins, and a request no rule matches gets the settings above. At most
+	// MaxCacheRules. See CacheRuleSpec.
+	Rules []CacheRuleSpec
 }
 
 // Snapshot is a compiled Spec. Immutable; safe for concurrent use.
@@ -178,9 +189,12 @@ type Site struct {
 	Upstream       *upstream.Group
 	OriginHost     string
 	TrustedProxies []netip.Prefix
-	CacheEnabled   bool
-	Policy         cachepolicy.Policy
-	AlwaysOnline   time.Duration
+	// CacheEnabled, Policy and AlwaysOnline are the site's own cache settings: what a
+	// request gets when no cache rule matches its path. The proxy asks CacheFor.
+	CacheEnabled bool
+	Policy       cachepolicy.Policy
+	AlwaysOnline time.Duration
+	cacheRules   []cacheRule // in spec order; the first match wins
 }
 
 // Retry is a compiled RetrySpec.
@@ -249,6 +263,7 @@ func Compile(spec Spec) (*Snapshot, error) {
 	}
 	snap := &Snapshot{Version: spec.Version, exact: map[string]*Site{}, wildcard: map[string]*Site{}}
 	names := map[string]bool{}
+	regexes := &regexBudget{left: MaxRegexProgramTotal}
 	for i, ss := range spec.Sites {
 		p := fmt.Sprintf("sites[%d]", i)
 		site := &Site{Name: ss.Name, OriginHost: ss.OriginHost}
@@ -309,28 +324,7 @@ func Compile(spec Spec) (*Snapshot, error) {
 			site.TrustedProxies = append(site.TrustedProxies, pfx)
 		}
 
-		c := ss.Cache
-		site.CacheEnabled = !c.Disabled
-		site.Policy = cachepolicy.DefaultPolicy()
-		for _, d := range []struct {
-			name string
-			v    time.Duration
-		}{{"default_ttl", c.DefaultTTL}, {"max_ttl", c.MaxTTL}, {"max_heuristic", c.MaxHeuristic}, {"always_online", c.AlwaysOnline}} {
-			if d.v < 0 {
-				bad(p+".cache."+d.name, "%s is negative", d.v)
-			}
-		}
-		if c.MaxTTL > 0 && c.DefaultTTL > c.MaxTTL {
-			bad(p+".cache.default_ttl", "%s exceeds max_ttl %s", c.DefaultTTL, c.MaxTTL)
-		}
-		site.Policy.DefaultTTL = c.DefaultTTL
-		site.Policy.MaxTTL = c.MaxTTL
-		if c.MaxHeuristic > 0 {
-			site.Policy.MaxHeuristic = c.MaxHeuristic
-		}
-		site.Policy.CacheAuthorized = c.CacheAuthorized
-		site.Policy.IgnoreRequestNoCache = c.IgnoreRequestNoCache
-		site.AlwaysOnline = c.AlwaysOnline
+		compileCache(p+".cache", ss.Cache, site, regexes, bad)
 		snap.sites = append(snap.sites, site)
 	}
 	if len(errs) > 0 {
