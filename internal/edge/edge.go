@@ -22,7 +22,10 @@ import (
 
 // Options configure a node. Zero values take the documented defaults.
 type Options struct {
-	Listen      string // data plane address; default "127.0.0.1:8080"; port 0 picks one
+	Listen string // data plane address; default "127.0.0.1:8080"; port 0 picks one
+	// Name identifies this node in Via and Cache-Status (and so detects a request that loops
+	// back to it); default "rhizome".
+	Name        string
 	AdminListen string // admin API address; default "127.0.0.1:9090"; "off" disables it
 	// DataDir keeps the disk cache tier and the admin token across restarts. Empty: a private
 	// temporary directory is used for the disk tier (large objects still stream through
@@ -108,6 +111,7 @@ func StartSnapshot(snap *snapshot.Snapshot, o Options) (*Node, error) {
 		Transport: proxy.NewTransport(o.Transport),
 		Logger:    log,
 		AccessLog: o.AccessLog,
+		Name:      o.Name,
 	})
 
 	ln, err := net.Listen("tcp", o.Listen)

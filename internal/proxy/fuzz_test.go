@@ -47,5 +47,8 @@ func FuzzServeHTTP(f *testing.F) {
 		if w.Code < 100 || w.Code > 599 {
 			t.Fatalf("status %d for %q", w.Code, raw)
 		}
+		if p := e.h.Health().Panics; p != 0 { // ServeHTTP recovers panics: look for them here
+			t.Fatalf("handler panicked for %q", raw)
+		}
 	})
 }

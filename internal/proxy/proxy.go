@@ -27,7 +27,8 @@ type Config struct {
 	Store *cache.Store
 	// Transport makes origin requests. Nil means NewTransport(TransportOptions{}).
 	Transport http.RoundTripper
-	// Name identifies this cache in Cache-Status and Via. Default "rhizome".
+	// Name identifies this cache in Cache-Status and Via. Default "rhizome". A request whose
+	// Via already names it is answered 508 (a loop), so it must be one token, unique to the node.
 	Name string
 	// Logger receives errors and, when AccessLog is set, one line per request.
 	Logger    *slog.Logger
@@ -60,6 +61,8 @@ type Handler struct {
 	mu      sync.Mutex
 	flights map[string]*flight
 	passMemo
+
+	health healthCounters // what Health reports; health.go
 }
 
 // New returns a Handler serving snap.
@@ -76,6 +79,7 @@ func New(snap *snapshot.Snapshot, cfg Config) *Handler {
 	if h.transport == nil {
 		h.transport = NewTransport(TransportOptions{})
 	}
+	h.transport = guardTransport{h: h, next: h.transport}
 	if h.name == "" {
 		h.name = "rhizome"
 	}
@@ -173,6 +177,7 @@ type exchange struct {
 	start  time.Time
 	status int // what the client got, for the access log
 	cs     string
+	cache  snapshot.CacheSettings // the site's cache settings for this request's path; set by serveCached
 }
 
 // ServeHTTP is the request path, top to bottom.
@@ -181,13 +186,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.TLS != nil {
 		x.scheme = "https"
 	}
+	h.health.requests.Add(1)
+	lw := &logWriter{ResponseWriter: w} // also tells recoverRequest whether headers went out
+	w = lw
 	if h.accessLog {
 		x.start = h.now()
-		lw := &logWriter{ResponseWriter: w}
-		w = lw
 		defer func() { h.logAccess(r, x, lw) }()
 	}
+	defer h.recoverRequest(w, r, x, lw) // runs before logAccess, which then logs the 500
 	w.Header()["X-Request-Id"] = []string{x.rid}
+	if h.looped(r.Header) {
+		// The request went out from this node and came back: a bundle points a site's origin
+		// at the CDN. Failing now, as the node's own error, stops the recursion at once.
+		h.writeError(w, r, x, &Error{Status: http.StatusLoopDetected, Source: SourceInternal, Detail: "loop-detected"})
+		return
+	}
 
 	x.site = h.snap.Load().Site(r.Host)
 	if x.site == nil {
@@ -223,19 +236,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.servePass(w, r, x, "fwd=bypass", "")
 }
 
-// cacheable says whether the request may be answered from the cache. Requests carrying
-// Authorization always reach the origin, which alone decides who may see what, and their
-// responses are not stored (Varnish's default; RFC 9111 §3.5 allows storing some, never
-// requires it).
+// cacheable says whether the request may be answered from the cache: caching is on for the
+// request's path (the site's cache settings, or its first cache rule that matches), and the
+// request is a GET or HEAD. Requests carrying Authorization always reach the origin, which
+// alone decides who may see what, and their responses are not stored (Varnish's default;
+// RFC 9111 §3.5 allows storing some, never requires it).
 func (h *Handler) cacheable(r *http.Request, site *snapshot.Site) bool {
-	if h.store == nil || !site.CacheEnabled {
+	if h.store == nil {
 		return false
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return false
 	}
-	_, auth := r.Header["Authorization"]
-	return !auth
+	if _, auth := r.Header["Authorization"]; auth {
+		return false
+	}
+	return site.CacheFor(r.URL.Path).Enabled
 }
 
 // outbound builds the request sent to origin o. It never modifies r. When fill is set the
@@ -484,6 +500,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, x *exchange
 	if e.Source == SourceClient {
 		cs = h.name + "; detail=" + e.Detail
 	}
+	h.countError(e)
 	x.cs, x.status = cs, status
 	hdr := w.Header()
 	hdr["Cache-Status"] = []string{cs}

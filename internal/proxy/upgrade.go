@@ -51,7 +51,9 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request, x *exchan
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { // client -> origin, including anything the client sent after the handshake
+	// A copier that panics closes both ends, so that the other one (and wg.Wait) ends too.
+	stop := func() { _ = conn.Close(); _ = backend.Close() }
+	h.goSafe("upgrade copy", func() { // client -> origin, including anything the client sent after the handshake
 		defer wg.Done()
 		_, _ = io.Copy(backend, brw.Reader)
 		if cw, ok := backend.(interface{ CloseWrite() error }); ok {
@@ -59,11 +61,11 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request, x *exchan
 		} else {
 			_ = backend.Close()
 		}
-	}()
-	go func() { // origin -> client
+	}, stop)
+	h.goSafe("upgrade copy", func() { // origin -> client
 		defer wg.Done()
 		_, _ = io.Copy(conn, backend)
 		_ = conn.Close()
-	}()
+	}, stop)
 	wg.Wait()
 }
