@@ -2,7 +2,9 @@
 // (each with its own data dir, proxy, admin, gossip and fetch sockets on loopback), pushes a
 // signed bundle to one of them, and reports how long every node took to activate it (p50,
 // p99, max). Then it stops one node without a goodbye and reports how long the others take
-// to declare it dead. Run: go run ./bench/meshsim -n 50
+// to declare it dead. Then (with -blast) it pushes a bad bundle with waves (1 node, 10%, 50%,
+// 100%) that breaks every node that runs it, and reports how many nodes ever ran it and how
+// long the canary took to return to the last good bundle. Run: go run ./bench/meshsim -n 50
 package main
 
 import (
@@ -22,12 +24,16 @@ import (
 
 	"rhizome/internal/bundle"
 	"rhizome/internal/node"
+	"rhizome/internal/rollout"
 )
 
 func main() {
 	n := flag.Int("n", 5, "nodes")
 	fast := flag.Bool("fast", true, "memberlist's local-network timers (probe 200ms, gossip 50ms, push/pull 1s); false: LAN defaults")
 	timeout := flag.Duration("timeout", 2*time.Minute, "give up waiting after this long")
+	flag.BoolVar(&blast, "blast", true, "measure the blast radius of a bad bundle")
+	flag.DurationVar(&bake, "bake", 10*time.Second, "bake time of each wave of the bad bundle")
+	flag.DurationVar(&failAfter, "fail-after", 2*time.Second, "a node on the bad bundle starts failing this long after activating it")
 	flag.Parse()
 	if err := run(*n, *fast, *timeout); err != nil {
 		fmt.Fprintln(os.Stderr, "meshsim:", err)
@@ -35,6 +41,15 @@ func main() {
 	}
 }
 
+var (
+	blast     bool
+	bake      time.Duration
+	failAfter time.Duration
+)
+
+var usedPorts = map[int]bool{}
+
+// freePort returns a TCP port free now and not handed out before in this run.
 func freePort() (int, error) {
 	for range 100 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -43,8 +58,8 @@ func freePort() (int, error) {
 		}
 		p := l.Addr().(*net.TCPAddr).Port
 		l.Close()
-		if u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
-			u.Close()
+		if !usedPorts[p] {
+			usedPorts[p] = true
 			return p, nil
 		}
 	}
@@ -66,21 +81,15 @@ func run(size int, fast bool, timeout time.Duration) error {
 	var seed string
 	start := time.Now()
 	for i := range size {
-		gp, err := freePort()
-		if err != nil {
-			return err
-		}
 		fp, err := freePort()
 		if err != nil {
 			return err
 		}
 		var b strings.Builder
 		fmt.Fprintf(&b, "name: n%03d\ndata_dir: %s\nlisten: 127.0.0.1:0\nadmin: 127.0.0.1:0\naccess_log: false\n", i, filepath.Join(dir, fmt.Sprint(i)))
-		fmt.Fprintf(&b, "cache: {memory: 4MiB, disk: 16MiB}\nmesh:\n  bind: 127.0.0.1:%d\n  fetch: 127.0.0.1:%d\n  fast_timers: %v\n", gp, fp, fast)
+		fmt.Fprintf(&b, "cache: {memory: 4MiB, disk: 16MiB}\nmesh:\n  bind: 127.0.0.1:0\n  fetch: 127.0.0.1:%d\n  fast_timers: %v\n", fp, fast)
 		if i > 0 {
 			fmt.Fprintf(&b, "  join: [%s]\n", seed)
-		} else {
-			seed = fmt.Sprintf("127.0.0.1:%d", gp)
 		}
 		fmt.Fprintf(&b, "trust:\n  keys: [%s]\n", bundle.FormatPublicKey(pub))
 		boot, err := node.ParseBootstrap([]byte(b.String()))
@@ -89,6 +98,9 @@ func run(size int, fast bool, timeout time.Duration) error {
 		}
 		if nodes[i], err = node.Start(boot, quiet); err != nil {
 			return fmt.Errorf("node %d: %w", i, err)
+		}
+		if i == 0 {
+			seed = nodes[0].MeshAddr()
 		}
 	}
 	defer func() {
@@ -112,7 +124,7 @@ func run(size int, fast bool, timeout time.Duration) error {
 	}
 	fmt.Printf("%d nodes started and converged in %v (fast timers: %v)\n", size, time.Since(start).Round(time.Millisecond), fast)
 
-	b, err := signedBundle(priv)
+	b, err := signedBundle(priv, 1, "")
 	if err != nil {
 		return err
 	}
@@ -140,6 +152,12 @@ func run(size int, fast bool, timeout time.Duration) error {
 	slices.Sort(times)
 	fmt.Printf("push to active: p50 %v, p99 %v, max %v over %d nodes\n",
 		pct(times, 50), pct(times, 99), times[len(times)-1].Round(time.Millisecond), size)
+
+	if blast {
+		if err := blastRadius(nodes, priv, timeout); err != nil {
+			return err
+		}
+	}
 
 	// Detection: the last node stops without leaving (as kill -9 would: no goodbye).
 	victim := nodes[size-1]
@@ -189,15 +207,81 @@ func waitUntil(timeout time.Duration, cond func() bool) error {
 	return nil
 }
 
-func signedBundle(priv ed25519.PrivateKey) ([]byte, error) {
+func signedBundle(priv ed25519.PrivateKey, serial uint64, extra string) ([]byte, error) {
 	// No origin is contacted: each node's self-test simulates one.
-	cfg, err := bundle.ParseSource([]byte("serial: 1\nsites:\n  - name: s\n    hosts: [\"*\"]\n    origins: [{url: \"http://127.0.0.1:9\"}]\n"))
+	cfg, err := bundle.ParseSource(fmt.Appendf(nil, "serial: %d\nsites:\n  - name: s\n    hosts: [\"*\"]\n    origins: [{url: \"http://127.0.0.1:9\"}]\n%s", serial, extra))
 	if err != nil {
 		return nil, err
 	}
-	s, err := bundle.Sign(&bundle.Body{Serial: 1, Created: time.Now().UTC(), Config: cfg}, priv)
+	s, err := bundle.Sign(&bundle.Body{Serial: serial, Created: time.Now().UTC(), Config: cfg}, priv)
 	if err != nil {
 		return nil, err
 	}
 	return s.Encode()
+}
+
+// blastRadius pushes serial 2, a bundle that breaks every node that runs it (each starts
+// failing failAfter after activating it: node errors on half its requests), with the waves
+// 1 node, 10%, 50%, 100%. It reports how many nodes ever ran it, and when the canary was
+// back on serial 1 relative to its activation (goal: within its bake time plus 10 s).
+func blastRadius(nodes []*node.Node, priv ed25519.PrivateKey, timeout time.Duration) error {
+	plan := fmt.Sprintf("rollout:\n  waves:\n    - {nodes: 1, bake: %s}\n    - {percent: 10, bake: %s}\n    - {percent: 50, bake: %s}\n    - {percent: 100}\n", bake, bake, bake)
+	b, err := signedBundle(priv, 2, plan)
+	if err != nil {
+		return err
+	}
+	pushedAt := time.Now()
+	if _, err := nodes[len(nodes)/2].Apply(b); err != nil {
+		return err
+	}
+	activated := map[int]time.Time{} // nodes that ever ran serial 2
+	injected := map[int]bool{}
+	back := map[int]time.Duration{} // from activation to back on serial 1
+	// Watch for three bake times: without the safety net the second wave would have
+	// started after one.
+	end := pushedAt.Add(3*bake + 10*time.Second)
+	for time.Now().Before(end) {
+		for i, nd := range nodes {
+			if nd == nil {
+				continue
+			}
+			serial := uint64(0)
+			if st := nd.State(); st.Active != nil {
+				serial = st.Active.Serial
+			}
+			if serial == 2 {
+				if _, ok := activated[i]; !ok {
+					activated[i] = time.Now()
+				}
+				if !injected[i] && time.Since(activated[i]) >= failAfter {
+					nd.InjectFaults(rollout.Counters{Requests: 100, NodeErrors: 50})
+					injected[i] = true
+				}
+			} else if at, ok := activated[i]; ok && back[i] == 0 {
+				back[i] = time.Since(at)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Printf("bad bundle (waves 1 node, 10%%, 50%%, 100%%; bake %v; nodes fail %v after activating it): ran on %d of %d nodes\n",
+		bake, failAfter, len(activated), len(nodes))
+	for i, at := range activated {
+		if back[i] == 0 {
+			return fmt.Errorf("node %d still runs the bad bundle %v after activating it", i, time.Since(at).Round(time.Millisecond))
+		}
+		fmt.Printf("  node n%03d activated it %v after the push, back on the last good bundle %v later (goal: bake %v + 10s)\n",
+			i, at.Sub(pushedAt).Round(time.Millisecond), back[i].Round(time.Millisecond), bake)
+	}
+	// Every node knows the bundle is stopped.
+	return waitUntil(timeout, func() bool {
+		for _, nd := range nodes {
+			if nd == nil {
+				continue
+			}
+			if r := nd.Rollout(); r.Stopped == nil || !r.Stopped.Rollback {
+				return false
+			}
+		}
+		return true
+	})
 }

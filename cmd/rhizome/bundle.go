@@ -101,7 +101,28 @@ func runValidate(args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: ok: serial %d, %d sites\n", fs.Arg(0), cfg.Serial, len(cfg.Sites))
+	printPlan(stdout, cfg)
 	return nil
+}
+
+// printPlan says how the bundle will spread, and warns when it has no waves.
+func printPlan(w io.Writer, cfg *bundle.Config) {
+	if cfg.Rollout == nil || len(cfg.Rollout.Waves) <= 1 {
+		fmt.Fprintln(w, "note: no rollout waves: this bundle goes to every node at once (add a rollout: section to stage it; see docs/rollout.md)")
+		return
+	}
+	var steps []string
+	for _, wv := range cfg.Plan().Waves {
+		step := fmt.Sprintf("%g%%", wv.Percent)
+		if wv.Nodes > 0 {
+			step = fmt.Sprintf("%d node(s)", wv.Nodes)
+		}
+		if wv.Bake > 0 {
+			step += " bake " + wv.Bake.String()
+		}
+		steps = append(steps, step)
+	}
+	fmt.Fprintf(w, "rollout: %s\n", strings.Join(steps, ", then "))
 }
 
 func readSource(path string) (*bundle.Config, error) {
@@ -177,7 +198,11 @@ func runBundle(args []string, stdout io.Writer) error {
 		if path == "" {
 			path = strings.TrimSuffix(strings.TrimSuffix(fs.Arg(0), ".yaml"), ".yml") + ".bundle"
 		}
-		return writeBundle(stdout, path, s)
+		if err := writeBundle(stdout, path, s); err != nil {
+			return err
+		}
+		printPlan(stdout, cfg)
+		return nil
 	case "cosign":
 		fs := newFlagSet("bundle cosign", os.Stderr)
 		var keyPaths listFlag
@@ -247,6 +272,11 @@ func runPush(args []string, stdout io.Writer) error {
 	var res node.BundleInfo
 	if err := c.do(http.MethodPost, "/v1/bundle", rawBody(b), &res); err != nil {
 		return err
+	}
+	if res.State == "pending" {
+		fmt.Fprintf(stdout, "accepted: serial %d, bundle %s, %d sites; this node is in wave %d: %s\n", res.Serial, res.Hash[:16], res.Sites, res.Wave, res.Waiting)
+		fmt.Fprintln(stdout, "the mesh rolls it out wave by wave: follow it with 'rhizome rollout status'")
+		return nil
 	}
 	fmt.Fprintf(stdout, "active: serial %d, bundle %s, %d sites\n", res.Serial, res.Hash[:16], res.Sites)
 	return nil

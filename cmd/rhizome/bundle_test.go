@@ -46,6 +46,7 @@ func TestOperatorWorkflow(t *testing.T) {
 	alice, bob := filepath.Join(dir, "alice"), filepath.Join(dir, "bob")
 	runOK(t, "keygen", "--out", alice)
 	runOK(t, "keygen", "--out", bob)
+	runOK(t, "keygen", "--out", filepath.Join(dir, "stranger"))
 	runFail(t, "exists", "keygen", "--out", alice) // never overwrites a key
 	pub := func(p string) string { b, _ := os.ReadFile(p + ".pub"); return strings.TrimSpace(string(b)) }
 
@@ -102,4 +103,44 @@ func TestOperatorWorkflow(t *testing.T) {
 			t.Fatalf("status lacks %q:\n%s", want, out)
 		}
 	}
+
+	// Rollouts and kill switches through the CLI.
+	if out := runOK(t, "rollout", "status", "--admin", admin, "--data-dir", nodeDir); !strings.Contains(out, "active on n1, wave 0") {
+		t.Fatalf("rollout status:\n%s", out)
+	}
+	runFail(t, "--key: an operator key is required", "rollout", "halt", "--admin", admin, "--data-dir", nodeDir)
+	runFail(t, `stage: "wafx"`, "killswitch", "wafx", "on", "--key", alice+".key", "--admin", admin, "--data-dir", nodeDir)
+	runFail(t, "usage: rhizome killswitch", "killswitch", "waf", "maybe", "--key", alice+".key")
+	runFail(t, "not a trusted operator key", "killswitch", "waf", "on", "--key", filepath.Join(dir, "stranger.key"), "--admin", admin, "--data-dir", nodeDir)
+	if out := runOK(t, "killswitch", "waf", "on", "--site", "shop", "--key", alice+".key", "--admin", admin, "--data-dir", nodeDir); !strings.Contains(out, "bypassed") {
+		t.Fatalf("killswitch: %s", out)
+	}
+	if out := runOK(t, "status", "--admin", admin, "--data-dir", nodeDir); !strings.Contains(out, "kill switch waf (shop): on") {
+		t.Fatalf("status lacks the kill switch:\n%s", out)
+	}
+	if out := runOK(t, "rollout", "rollback", "--key", alice+".key", "--reason", "test", "--admin", admin, "--data-dir", nodeDir); !strings.Contains(out, "rolled back") {
+		t.Fatalf("rollback: %s", out)
+	}
+}
+
+// TestValidateRefusesBadYAMLAndNotesWaves: invalid YAML names its line; a bundle without
+// waves is flagged, one with waves is summarised.
+func TestValidateRefusesBadYAMLAndNotesWaves(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("serial: 1\nsites:\n  - name: shop\n   hosts: [x\n"), 0o644)
+	runFail(t, "line", "validate", bad)
+	plain := filepath.Join(dir, "plain.yaml")
+	os.WriteFile(plain, []byte("serial: 1\nsites:\n  - name: shop\n    hosts: [\"*\"]\n    origins: [{url: \"http://127.0.0.1:9\"}]\n"), 0o644)
+	if out := runOK(t, "validate", plain); !strings.Contains(out, "goes to every node at once") {
+		t.Fatalf("validate without waves: %s", out)
+	}
+	staged := filepath.Join(dir, "staged.yaml")
+	os.WriteFile(staged, []byte("serial: 1\nsites:\n  - name: shop\n    hosts: [\"*\"]\n    origins: [{url: \"http://127.0.0.1:9\"}]\nrollout:\n  waves: [{nodes: 1, bake: 5m}, {percent: 100}]\n"), 0o644)
+	if out := runOK(t, "validate", staged); !strings.Contains(out, "rollout: 1 node(s) bake 5m0s, then 100%") {
+		t.Fatalf("validate with waves: %s", out)
+	}
+	wrong := filepath.Join(dir, "wrong.yaml")
+	os.WriteFile(wrong, []byte("serial: 1\nsites:\n  - name: shop\n    hosts: [\"*\"]\n    origins: [{url: \"http://127.0.0.1:9\"}]\nrollout:\n  waves: [{nodes: 1, percent: 5}, {percent: 50}]\n"), 0o644)
+	runFail(t, "rollout.waves[0]: set one of nodes or percent", "validate", wrong)
 }

@@ -53,9 +53,13 @@ func TestDocumentedCommandsAreValid(t *testing.T) {
 // TestDocumentedYAMLIsValid parses the YAML examples of docs/bundles.md: bundle sources with
 // the bundle parser, bootstrap files with the node's (placeholder keys replaced by real ones).
 func TestDocumentedYAMLIsValid(t *testing.T) {
-	b, err := os.ReadFile("../../docs/bundles.md")
-	if err != nil {
-		t.Fatal(err)
+	var b []byte
+	for _, f := range []string{"../../docs/bundles.md", "../../docs/rollout.md"} {
+		d, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = append(b, d...)
 	}
 	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(string(b), -1)
 	if len(blocks) < 2 {

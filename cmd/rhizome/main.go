@@ -19,6 +19,9 @@ Usage:
   rhizome bundle sign FILE.yaml --key K [--key K2]        validate and sign a bundle (M of N: several keys,
   rhizome bundle cosign BUNDLE --key K                      or co-signers adding theirs)
   rhizome push [--admin ADDR] BUNDLE                      hand a signed bundle to a node
+  rhizome rollout status [flags]                          where the newest bundle's rollout stands
+  rhizome rollout halt|resume|rollback --key K [flags]    stop, restart or undo a rollout, mesh-wide
+  rhizome killswitch STAGE [--site S] on|off --key K      bypass a stage on every node now (no waves)
   rhizome purge URL... | --prefix P | --tag T [flags]     purge a node's cache through its admin API
   rhizome status [flags]                                  a node's sites and cache figures
   rhizome version
@@ -54,6 +57,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runPush(args[1:], stdout)
 	case "purge":
 		err = runPurge(args[1:], stdout)
+	case "rollout":
+		err = runRollout(args[1:], stdout)
+	case "killswitch":
+		err = runKillSwitch(args[1:], stdout)
 	case "status":
 		err = runStatus(args[1:], stdout)
 	case "version", "--version":

@@ -182,8 +182,43 @@ func printBundle(w io.Writer, ns node.State) {
 	} else {
 		fmt.Fprintln(w, "active bundle: none (every request gets 421 until one is pushed)")
 	}
+	if p := ns.Pending; p != nil {
+		fmt.Fprintf(w, "held bundle: serial %d, %s, wave %d: %s\n", p.Serial, p.Hash[:16], p.Wave, p.Waiting)
+	}
+	if r := ns.Rollout; r != nil && r.Watch.Bundle != "" && !r.Watch.Healthy {
+		fmt.Fprintf(w, "this node was UNHEALTHY on %s: %s\n", r.Watch.Bundle[:16], r.Watch.Reason)
+	}
+	peers := map[string]node.PeerState{}
+	for _, p := range ns.Peers {
+		peers[p.Name] = p
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if len(ns.Members) > 0 {
+		fmt.Fprintln(tw, "MEMBER\tADDR\tSTATE\tREGION\tPROVIDER\tSERIAL\tHEALTH\tREQUESTS\tNODE ERRORS")
+	}
 	for _, m := range ns.Members {
-		fmt.Fprintf(w, "member %s %s %s (region %s, provider %s)\n", m.Name, m.Addr, m.State, m.Meta.Region, m.Meta.Provider)
+		serial, health, reqs, errs := "-", "-", "-", "-"
+		if p, ok := peers[m.Name]; ok && p.Bundle != "" {
+			serial, health = fmt.Sprint(p.Serial), "unhealthy"
+			if p.Healthy {
+				health = "healthy"
+			}
+			reqs, errs = fmt.Sprint(p.Figures[0]), fmt.Sprint(p.Figures[1])
+		} else if ok && p.Error != "" {
+			health = "report refused: " + p.Error
+		}
+		if m.Name == ns.Node && ns.Active != nil {
+			serial, health = fmt.Sprint(ns.Active.Serial), "this node"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Addr, m.State, m.Meta.Region, m.Meta.Provider, serial, health, reqs, errs)
+	}
+	tw.Flush()
+	for _, s := range ns.KillSwitches {
+		site := s.Site
+		if site == "" {
+			site = "all sites"
+		}
+		fmt.Fprintf(w, "kill switch %s (%s): %s\n", s.Stage, site, onOff(s.On))
 	}
 	for _, r := range ns.Refused {
 		fmt.Fprintf(w, "refused %s: serial %d: %s\n", r.Time.Format(time.RFC3339), r.Serial, r.Reason)

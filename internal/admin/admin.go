@@ -47,7 +47,13 @@ type Server struct {
 	Bundle func() any
 	// Purged is told of every purge applied through the API, after it was applied here
 	// (a mesh node passes it on to the others); nil: nothing to tell.
-	Purged  func(PurgeRequest)
+	Purged func(PurgeRequest)
+	// Control receives a signed control record (POST /v1/control: a rollout halt, resume or
+	// rollback, or a kill switch) and returns the node's rollout state, or why it refused
+	// the record. Nil: the node takes none.
+	Control func(record []byte) (any, error)
+	// Rollout reports where the newest bundle's rollout stands (GET /v1/rollout).
+	Rollout func() any
 	Logger  *slog.Logger
 	Started time.Time
 }
@@ -91,6 +97,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /v1/purge", s.auth(http.HandlerFunc(s.purge)))
 	mux.Handle("GET /v1/status", s.auth(http.HandlerFunc(s.status)))
 	mux.Handle("POST /v1/bundle", s.auth(http.HandlerFunc(s.bundle)))
+	mux.Handle("POST /v1/control", s.auth(http.HandlerFunc(s.control)))
+	mux.Handle("GET /v1/rollout", s.auth(http.HandlerFunc(s.rollout)))
 	return mux
 }
 
@@ -214,6 +222,32 @@ func (s *Server) bundle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) control(w http.ResponseWriter, r *http.Request) {
+	if s.Control == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "this node takes no control records (rhizome proxy mode)"})
+		return
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + err.Error()})
+		return
+	}
+	res, err := s.Control(b)
+	if err != nil {
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) rollout(w http.ResponseWriter, r *http.Request) {
+	if s.Rollout == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "this node has no rollouts (rhizome proxy mode)"})
+		return
+	}
+	writeJSON(w, http.StatusOK, s.Rollout())
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {

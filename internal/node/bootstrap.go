@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -15,6 +16,8 @@ import (
 
 	"rhizome/internal/bundle"
 	"rhizome/internal/bytesize"
+	"rhizome/internal/control"
+	"rhizome/internal/mesh"
 )
 
 // MaxBootstrapBytes bounds the bootstrap file.
@@ -23,12 +26,15 @@ const MaxBootstrapBytes = 64 << 10
 // Bootstrap is a node's own configuration: the only per-node file. Everything a site needs
 // comes in signed bundles.
 type Bootstrap struct {
-	Name      string `yaml:"name"`     // unique in the mesh: letters, digits, '-'
-	Region    string `yaml:"region"`   // e.g. eu-west; shown in status, used for DNS steering later
-	Provider  string `yaml:"provider"` // e.g. hetzner; the docs advise spreading nodes across providers
-	DataDir   string `yaml:"data_dir"` // bundles, cache, admin token
-	Listen    string `yaml:"listen"`   // client traffic; default 127.0.0.1:8080
-	Admin     string `yaml:"admin"`    // admin API; default 127.0.0.1:9090
+	Name     string `yaml:"name"`     // unique in the mesh: letters, digits, '-'
+	Region   string `yaml:"region"`   // e.g. eu-west; shown in status, used for DNS steering later
+	Provider string `yaml:"provider"` // e.g. hetzner; the docs advise spreading nodes across providers
+	DataDir  string `yaml:"data_dir"` // bundles, cache, admin token
+	// Key is the node's private key file (rhizome keygen), which signs its health reports.
+	// Default: data_dir/node.key, created on first start.
+	Key       string `yaml:"key"`
+	Listen    string `yaml:"listen"` // client traffic; default 127.0.0.1:8080
+	Admin     string `yaml:"admin"`  // admin API; default 127.0.0.1:9090
 	AccessLog *bool  `yaml:"access_log"`
 	Cache     struct {
 		Memory string `yaml:"memory"` // default 256MiB
@@ -150,6 +156,9 @@ func ParseBootstrap(b []byte) (*Bootstrap, error) {
 				bad(fmt.Sprintf("mesh.join[%d]", i), "%q: want host:port", j)
 			}
 		}
+		if err := checkMetaBudget(&bs); err != nil {
+			bad("name, region, provider, mesh.fetch_url", "%v: together they must leave room for the node's signed health report in its 512-byte mesh metadata; shorten them", err)
+		}
 		if m.Key != "" {
 			k, err := base64.StdEncoding.DecodeString(m.Key)
 			if err != nil || (len(k) != 16 && len(k) != 24 && len(k) != 32) {
@@ -162,4 +171,18 @@ func ParseBootstrap(b []byte) (*Bootstrap, error) {
 		return nil, fmt.Errorf("bootstrap: %w", errors.Join(errs...))
 	}
 	return &bs, nil
+}
+
+// checkMetaBudget builds the largest metadata this node could publish (its report with every
+// figure at its maximum) and checks that memberlist can carry it.
+func checkMetaBudget(bs *Bootstrap) error {
+	key := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	r := control.Report{Node: bs.Name, Bundle: strings.Repeat("f", 64), Serial: math.MaxUint64, Healthy: true,
+		Figures: [4]uint64{math.MaxUint64, math.MaxUint64, math.MaxUint64, math.MaxUint64}, At: math.MaxInt64}
+	raw, err := control.SignReport(r, key)
+	if err != nil {
+		return err
+	}
+	return mesh.CheckMeta(mesh.Meta{Region: bs.Region, Provider: bs.Provider, FetchURL: bs.Mesh.FetchURL,
+		Key: bundle.FormatPublicKey(key.Public().(ed25519.PublicKey)), Report: raw})
 }

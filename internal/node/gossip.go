@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"rhizome/internal/bundle"
+	"rhizome/internal/control"
 	"rhizome/internal/mesh"
 )
 
@@ -30,16 +33,24 @@ type gossip struct {
 	purges purgeLog
 
 	mu         sync.Mutex
-	catchingUp bool                 // a purge catch-up is running
-	fetching   map[string]bool      // hashes being fetched
-	refused    map[string]bool      // hashes that failed verification: never fetched again
-	failed     map[string]time.Time // hashes whose fetch failed: retried after fetchRetry
-	wg         sync.WaitGroup
-	ctx        context.Context
-	cancel     context.CancelFunc
+	catchingUp bool // a purge catch-up is running
+	// A control catch-up is running / last started.
+	syncingControls bool
+	lastControlSync time.Time
+	fetching        map[string]bool      // hashes being fetched
+	refused         map[string]bool      // hashes that failed verification: never fetched again
+	failed          map[string]time.Time // hashes whose fetch failed: retried after fetchRetry
+	wg              sync.WaitGroup
+	ctx             context.Context
+	cancel          context.CancelFunc
 }
 
-const fetchRetry = 2 * time.Second
+const (
+	fetchRetry = 2 * time.Second
+	// controlSyncEvery spaces control catch-ups: digests differ for a moment after every
+	// new record, while gossip is still delivering it.
+	controlSyncEvery = time.Second
+)
 
 var hashRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
@@ -54,11 +65,14 @@ func startGossip(n *Node, c *MeshConfig) (*gossip, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/bundles/{hash}", g.serveBundle)
 	mux.HandleFunc("GET /v1/purges", g.servePurges)
+	mux.HandleFunc("GET /v1/controls", g.serveControls)
+	mux.HandleFunc("GET /v1/report", g.serveReport)
 	g.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = g.srv.Serve(ln) }()
 	g.mesh, err = mesh.Start(mesh.Config{
 		Name: n.boot.Name, Bind: c.Bind, Advertise: c.Advertise, Join: c.Join, Key: n.boot.meshKey,
-		Meta:     mesh.Meta{Region: n.boot.Region, Provider: n.boot.Provider, FetchURL: g.url},
+		Meta: mesh.Meta{Region: n.boot.Region, Provider: n.boot.Provider, FetchURL: g.url,
+			Key: bundle.FormatPublicKey(n.key.Public().(ed25519.PublicKey))},
 		Delegate: g, Logger: n.log, Fast: c.FastTimers,
 	})
 	if err != nil {
@@ -76,7 +90,7 @@ func (g *gossip) serveBundle(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad hash", http.StatusBadRequest)
 		return
 	}
-	for _, f := range []string{activeFile, previousFile} {
+	for _, f := range []string{activeFile, pendingFile, previousFile} {
 		b, err := os.ReadFile(filepath.Join(g.n.boot.DataDir, bundleDir, f))
 		if err != nil {
 			continue
@@ -98,6 +112,7 @@ func (g *gossip) Digest() mesh.Announcement {
 		a = *p
 	}
 	a.LastPurge = g.purges.newest()
+	a.Controls = g.n.controls.Digest()
 	return a
 }
 
@@ -113,7 +128,16 @@ func (g *gossip) Heard(a mesh.Announcement) {
 		}
 		g.mu.Unlock()
 	}
-	if a.Hash == "" || a.URL == "" || !hashRE.MatchString(a.Hash) {
+	if a.URL != "" && a.Controls != "" && a.Controls != g.n.controls.Digest() {
+		g.mu.Lock()
+		if !g.syncingControls && g.ctx.Err() == nil && time.Since(g.lastControlSync) > controlSyncEvery {
+			g.syncingControls, g.lastControlSync = true, time.Now()
+			g.wg.Add(1)
+			go g.syncControls(a)
+		}
+		g.mu.Unlock()
+	}
+	if a.Hash == "" || a.URL == "" || !hashRE.MatchString(a.Hash) || g.n.controls.Bundle(a.Hash).Halted {
 		return
 	}
 	if cur := g.n.published.Load(); cur != nil && a.Serial <= cur.Serial {
@@ -143,7 +167,7 @@ func (g *gossip) fetch(a mesh.Announcement) {
 		return
 	}
 	if _, err := g.n.Apply(b); err != nil {
-		if !errors.Is(err, errNotNewer) {
+		if !errors.Is(err, errNotNewer) && !errors.Is(err, errHalted) {
 			g.mu.Lock()
 			g.refused[a.Hash] = true // the same bytes will fail the same way: never again
 			g.mu.Unlock()
@@ -189,4 +213,164 @@ func (g *gossip) stop() {
 	_ = g.mesh.Shutdown()
 	_ = g.srv.Close()
 	g.wg.Wait()
+}
+
+// serveControls gives a peer this node's control records. They are signed: serving them
+// needs no authentication, and the peer checks each one.
+func (g *gossip) serveControls(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(g.n.controls.Signed())
+}
+
+// syncControls fetches a peer's control records and keeps the authentic ones: a node that
+// missed a gossiped halt or kill switch learns of it from the next digest that differs.
+func (g *gossip) syncControls(a mesh.Announcement) {
+	defer g.wg.Done()
+	defer func() {
+		g.mu.Lock()
+		g.syncingControls = false
+		g.mu.Unlock()
+	}()
+	g.fetchControls(a.URL, a.From)
+}
+
+// fetchControls takes a peer's control records.
+func (g *gossip) fetchControls(url, from string) {
+	req, err := http.NewRequestWithContext(g.ctx, http.MethodGet, url+"/v1/controls", nil)
+	if err != nil {
+		return
+	}
+	resp, err := g.client.Do(req)
+	if err != nil {
+		g.n.log.Debug("control catch-up failed", "from", from, "err", err)
+		return
+	}
+	defer resp.Body.Close()
+	var list []control.Signed
+	if resp.StatusCode != http.StatusOK {
+		return
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&list); err != nil {
+		g.n.log.Debug("control catch-up: bad answer", "from", from, "err", err)
+		return
+	}
+	for _, s := range list {
+		g.n.heardControl(s)
+	}
+}
+
+// HeardControl implements mesh.ControlDelegate: a gossiped control record. Checking it
+// takes n.mu, which Apply may hold for a while, so it is handled off memberlist's goroutine.
+func (g *gossip) HeardControl(payload []byte) {
+	s, err := control.Decode(payload)
+	if err != nil {
+		g.n.log.Debug("malformed control record", "err", err)
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ctx.Err() != nil {
+		return
+	}
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		g.n.heardControl(s)
+	}()
+}
+
+// reportAnswer is what GET /v1/report returns: the node's current signed report and the
+// digest of its control records.
+type reportAnswer struct {
+	Report   json.RawMessage `json:"report"`
+	Controls string          `json:"controls"`
+}
+
+// serveReport gives a peer this node's current signed health report.
+func (g *gossip) serveReport(w http.ResponseWriter, r *http.Request) {
+	var a reportAnswer
+	if raw := g.n.reportRaw.Load(); raw != nil {
+		a.Report = *raw
+	}
+	a.Controls = g.n.controls.Digest()
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(a)
+}
+
+// confirm asks each of names, directly over HTTP, for its current signed report, and takes
+// its control records when they differ from this node's: a node about to start a later
+// wave does not rely on gossip alone, which may have lost a halt or a canary's rollback.
+// It succeeds only if every one of them runs p's bundle, healthy, and p is not halted
+// after the records were merged.
+func (g *gossip) confirm(p *candidate, names []string, members map[string]mesh.Member) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		g.n.confirmDone(p, g.confirmAll(p, names, members))
+	}()
+}
+
+func (g *gossip) confirmAll(p *candidate, names []string, members map[string]mesh.Member) error {
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for i, name := range names {
+		if name == g.n.boot.Name {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs[i] = g.confirmOne(p, name, members[name])
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if st := g.n.controls.Bundle(p.info.Hash); st.Halted {
+		return fmt.Errorf("halted: %s", st.Reason)
+	}
+	return nil
+}
+
+func (g *gossip) confirmOne(p *candidate, name string, m mesh.Member) error {
+	if m.Meta.FetchURL == "" || m.State != mesh.StateAlive {
+		return fmt.Errorf("%s: not reachable", name)
+	}
+	ctx, cancel := context.WithTimeout(g.ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.Meta.FetchURL+"/v1/report", nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	resp, err := g.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	defer resp.Body.Close()
+	var a reportAnswer
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&a); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if a.Controls != "" && a.Controls != g.n.controls.Digest() {
+		g.fetchControls(m.Meta.FetchURL, name)
+	}
+	pub, err := bundle.ParsePublicKey(m.Meta.Key)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	rep, err := control.VerifyReport(a.Report, name, pub)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if rep.Bundle != p.info.Hash {
+		return fmt.Errorf("%s runs serial %d, not %d", name, rep.Serial, p.info.Serial)
+	}
+	if !rep.Healthy {
+		return fmt.Errorf("%s reports unhealthy", name)
+	}
+	return nil
 }

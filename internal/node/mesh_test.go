@@ -33,7 +33,9 @@ func freePort(t *testing.T) int {
 // meshBootstrap is a node of a local test mesh with fast timers.
 func meshBootstrap(t *testing.T, name string, join []string, keys ...keypair) (*Bootstrap, string) {
 	t.Helper()
-	gossipAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	// Port 0: memberlist binds a free port itself (read back from the running node), so
+	// that packages testing in parallel cannot take it between a probe and the bind.
+	gossipAddr := "127.0.0.1:0"
 	var b strings.Builder
 	fmt.Fprintf(&b, "name: %s\nregion: r-%s\ndata_dir: %s\nlisten: 127.0.0.1:0\nadmin: 127.0.0.1:0\naccess_log: false\n", name, name, t.TempDir())
 	fmt.Fprintf(&b, "mesh:\n  bind: %s\n  fetch: 127.0.0.1:%d\n  fast_timers: true\n  key: %s\n", gossipAddr, freePort(t), "c2VjcmV0LWtleS1vZi0xNi1ieXRlcyEhISEhISEhISE=")
@@ -82,11 +84,11 @@ func TestMeshSpreadsBundles(t *testing.T) {
 		if i > 0 {
 			join = []string{seed}
 		}
-		boot, addr := meshBootstrap(t, fmt.Sprintf("n%d", i), join, op)
-		if i == 0 {
-			seed = addr
-		}
+		boot, _ := meshBootstrap(t, fmt.Sprintf("n%d", i), join, op)
 		n := start(t, boot)
+		if i == 0 {
+			seed = n.gossip.mesh.Addr()
+		}
 		nodes = append(nodes, n)
 		defer stop(t, n)
 	}
@@ -206,11 +208,11 @@ func TestMeshPurge(t *testing.T) {
 		if i > 0 {
 			join = []string{seed}
 		}
-		boot, addr := meshBootstrap(t, fmt.Sprintf("p%d", i), join, op)
-		if i == 0 {
-			seed = addr
-		}
+		boot, _ := meshBootstrap(t, fmt.Sprintf("p%d", i), join, op)
 		n := start(t, boot)
+		if i == 0 {
+			seed = n.gossip.mesh.Addr()
+		}
 		defer stop(t, n)
 		nodes = append(nodes, n)
 	}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,9 +20,11 @@ import (
 
 	"rhizome/internal/admin"
 	"rhizome/internal/bundle"
+	"rhizome/internal/control"
 	"rhizome/internal/edge"
 	"rhizome/internal/mesh"
 	"rhizome/internal/proxy"
+	"rhizome/internal/rollout"
 	"rhizome/internal/snapshot"
 	"rhizome/internal/upstream"
 )
@@ -32,6 +35,8 @@ const (
 	bundleDir    = "bundles"
 	activeFile   = "active.bundle"
 	previousFile = "previous.bundle"
+	pendingFile  = "pending.bundle" // verified, waiting for its rollout wave (or halted)
+	controlsFile = "controls.json"  // signed control records: halts, kill switches, reports
 	maxRefusals  = 20
 )
 
@@ -42,8 +47,13 @@ type BundleInfo struct {
 	Parent    string    `json:"parent,omitempty"`
 	Created   time.Time `json:"created"`
 	Signers   []string  `json:"signers"`
-	Activated time.Time `json:"activated"`
+	Activated time.Time `json:"activated,omitzero"`
 	Sites     int       `json:"sites"`
+	// State is "active" or "pending" (held until the node's rollout wave may start).
+	State string `json:"state,omitempty"`
+	// Wave and Waiting say where a pending bundle stands: the node's wave and what it waits for.
+	Wave    int    `json:"wave"`
+	Waiting string `json:"waiting,omitempty"`
 }
 
 // Refusal is a bundle the node would not run, and why.
@@ -56,14 +66,32 @@ type Refusal struct {
 
 // State is the node's bundle state for `rhizome status`.
 type State struct {
-	Node     string        `json:"node"`
-	Region   string        `json:"region,omitempty"`
-	Provider string        `json:"provider,omitempty"`
-	Active   *BundleInfo   `json:"active"`
-	Previous *BundleInfo   `json:"previous,omitempty"`
-	Refused  []Refusal     `json:"refused,omitempty"`
-	Trust    TrustSummary  `json:"trust"`
-	Members  []mesh.Member `json:"members,omitempty"`
+	Node     string      `json:"node"`
+	Region   string      `json:"region,omitempty"`
+	Provider string      `json:"provider,omitempty"`
+	Active   *BundleInfo `json:"active"`
+	Previous *BundleInfo `json:"previous,omitempty"`
+	Pending  *BundleInfo `json:"pending,omitempty"`
+	// Rollout is where the newest bundle's rollout stands, as this node sees it.
+	Rollout *RolloutStatus `json:"rollout,omitempty"`
+	// KillSwitches are the stage kill switches set on the mesh.
+	KillSwitches []control.Switch `json:"kill_switches,omitempty"`
+	Refused      []Refusal        `json:"refused,omitempty"`
+	Trust        TrustSummary     `json:"trust"`
+	Members      []mesh.Member    `json:"members,omitempty"`
+	// Peers is what each member's signed report says: the bundle it runs and its health.
+	Peers []PeerState `json:"peers,omitempty"`
+}
+
+// PeerState is one member's bundle and health, from its signed report.
+type PeerState struct {
+	Name    string `json:"name"`
+	Serial  uint64 `json:"serial,omitempty"`
+	Bundle  string `json:"bundle,omitempty"`
+	Healthy bool   `json:"healthy"`
+	// Figures since it activated the bundle: requests, node errors, panics, stage failures.
+	Figures [4]uint64 `json:"figures"`
+	Error   string    `json:"error,omitempty"` // why its report was not believed
 }
 
 // TrustSummary is the node's trust configuration, by key id.
@@ -84,26 +112,49 @@ type Node struct {
 	stopOnce sync.Once
 	stopErr  error
 
-	mu                 sync.Mutex // serialises Apply
+	key      ed25519.PrivateKey // signs this node's health reports
+	faults   atomic.Pointer[rollout.Counters]
+	controls *control.Set
+	kick     chan struct{} // wakes the rollout driver
+	done     chan struct{} // closed when the node stops
+	driverWG sync.WaitGroup
+
+	mu                 sync.Mutex // serialises Apply and the rollout driver
 	active             *BundleInfo
+	activePlan         rollout.Plan
 	activeFromPrevious bool // loaded from previous.bundle at start (active.bundle was unusable)
 	previous           *BundleInfo
+	pending            *candidate
+	watch              watchState
 	refused            []Refusal
+	seen               map[string]seenRun     // member -> the bundle it runs and since when (this node's clock)
+	reports            map[string]reportCache // member -> its last verified report
+	lastReport         string                 // the report last put in this node's metadata (its body)
+	reportRaw          atomic.Pointer[[]byte] // that signed report, served to peers confirming a wave
 }
 
 // Start opens the data dir, loads the last-known-good bundle (falling back to the previous
-// one, then to no sites, logging why), and starts serving.
+// one, then to no sites, logging why), and starts serving. A bundle that was waiting for its
+// rollout wave is held again, and the control records (halts, kill switches) are reloaded.
 func Start(boot *Bootstrap, log *slog.Logger) (*Node, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	n := &Node{boot: boot, log: log.With("node", boot.Name)}
+	n := &Node{boot: boot, log: log.With("node", boot.Name), controls: control.NewSet(),
+		kick: make(chan struct{}, 1), done: make(chan struct{}),
+		seen: map[string]seenRun{}, reports: map[string]reportCache{}}
 	if err := os.MkdirAll(filepath.Join(boot.DataDir, bundleDir), 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	key, err := loadNodeKey(boot)
+	if err != nil {
+		return nil, err
+	}
+	n.key = key
+	n.loadControls()
 	snap := snapshot.Empty("none")
 	for _, f := range []string{activeFile, previousFile} {
-		s, info, err := n.load(filepath.Join(boot.DataDir, bundleDir, f))
+		c, err := n.load(filepath.Join(boot.DataDir, bundleDir, f))
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
@@ -112,17 +163,33 @@ func Start(boot *Bootstrap, log *slog.Logger) (*Node, error) {
 			n.refuse(nil, err)
 			continue
 		}
-		snap, n.active = s, info
+		snap, n.active, n.activePlan = c.snap, c.info, c.plan
 		n.activeFromPrevious = f == previousFile
-		n.log.Info("serving last-known-good bundle", "file", f, "serial", info.Serial, "hash", info.Hash)
+		n.log.Info("serving last-known-good bundle", "file", f, "serial", c.info.Serial, "hash", c.info.Hash)
 		break
+	}
+	// The previous bundle is what a rollback returns to: know it from the start.
+	if !n.activeFromPrevious {
+		if c, err := n.load(filepath.Join(boot.DataDir, bundleDir, previousFile)); err == nil {
+			n.previous = c.info
+		}
+	}
+	n.watch = watchState{hash: hashOf(n.active), start: time.Now(), done: true}
+	if c, err := n.load(filepath.Join(boot.DataDir, bundleDir, pendingFile)); err == nil {
+		if n.active == nil || c.info.Serial > n.active.Serial {
+			c.info.State = "pending"
+			n.pending = c
+			n.log.Info("holding a bundle that waits for its rollout wave", "serial", c.info.Serial, "hash", c.info.Hash)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		n.log.Warn("pending bundle dropped at start", "err", err)
 	}
 	if n.active == nil {
 		n.log.Warn("no bundle yet: every request gets 421 until one is pushed (rhizome push)")
 	}
 	accessLog := boot.AccessLog == nil || *boot.AccessLog
 	e, err := edge.StartSnapshot(snap, edge.Options{
-		Listen: boot.Listen, AdminListen: boot.Admin, DataDir: boot.DataDir,
+		Listen: boot.Listen, AdminListen: boot.Admin, DataDir: boot.DataDir, Name: "rhizome-" + boot.Name,
 		CacheMemory: boot.memory, CacheDisk: boot.dsk, AccessLog: accessLog, Logger: n.log,
 		Admin: func(a *admin.Server) {
 			a.Apply = func(b []byte) (any, error) { return n.Apply(b) }
@@ -132,12 +199,15 @@ func Start(boot *Bootstrap, log *slog.Logger) (*Node, error) {
 					n.gossip.broadcastPurge(req)
 				}
 			}
+			a.Control = func(b []byte) (any, error) { return n.AddControl(b) }
+			a.Rollout = func() any { return n.Rollout() }
 		},
 	})
 	if err != nil {
 		return nil, err
 	}
 	n.Edge = e
+	n.watch.base = n.health()
 	if boot.Mesh != nil {
 		n.publish()
 		if n.gossip, err = startGossip(n, boot.Mesh); err != nil {
@@ -148,20 +218,36 @@ func Start(boot *Bootstrap, log *slog.Logger) (*Node, error) {
 			n.gossip.announce(*a)
 		}
 	}
+	n.driverWG.Add(1)
+	go n.drive()
+	n.poke()
 	return n, nil
 }
 
-// publish makes the active bundle what Digest reports. Called with n.mu held or before
-// the node is shared.
+// publish makes the newest bundle this node holds and vouches for (the pending one unless
+// it is halted, else the active one) what its digest reports, so that peers fetch it.
+// Called with n.mu held or before the node is shared.
 func (n *Node) publish() {
 	a := &mesh.Announcement{From: n.boot.Name}
 	if n.active != nil {
 		a.Serial, a.Hash = n.active.Serial, n.active.Hash
 	}
+	if p := n.pending; p != nil && !n.controls.Bundle(p.info.Hash).Halted {
+		a.Serial, a.Hash = p.info.Serial, p.info.Hash
+	}
 	if n.boot.Mesh != nil {
 		a.URL = n.boot.Mesh.FetchURL
 	}
 	n.published.Store(a)
+}
+
+// MeshAddr is the gossip address other nodes join (the bound one when mesh.bind has port
+// 0); "" for a standalone node.
+func (n *Node) MeshAddr() string {
+	if n.gossip == nil {
+		return ""
+	}
+	return n.gossip.mesh.Addr()
 }
 
 // Members lists the mesh as this node sees it (nil for a standalone node).
@@ -172,61 +258,140 @@ func (n *Node) Members() []mesh.Member {
 	return n.gossip.mesh.Members()
 }
 
-// errNotNewer marks a bundle refused only because the node already runs one as new.
-var errNotNewer = errors.New("not above the active serial")
+// Refusal reasons that are not about the bundle's bytes: the same bundle may be taken later.
+var (
+	errNotNewer = errors.New("not above the active serial")
+	errHalted   = errors.New("halted")
+)
+
+// candidate is a bundle that passed every check.
+type candidate struct {
+	raw  []byte
+	s    *bundle.Signed
+	body *bundle.Body
+	snap *snapshot.Snapshot
+	info *BundleInfo
+	plan rollout.Plan
+
+	// Before a later wave starts, the node confirms with the members of the wave before it,
+	// directly, that they run the bundle healthy (see confirm).
+	confirming  bool
+	confirmed   time.Time
+	lastConfirm time.Time
+}
 
 // load reads, verifies and compiles a stored bundle.
-func (n *Node) load(path string) (*snapshot.Snapshot, *BundleInfo, error) {
+func (n *Node) load(path string) (*candidate, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	s, body, snap, err := n.check(b)
+	c, err := n.check(b)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	st, _ := os.Stat(path)
-	return snap, info(s, body, snap, n.boot.trust, st.ModTime()), nil
+	c.info.Activated = st.ModTime().UTC()
+	return c, nil
 }
 
 // check runs every step a bundle must pass before it may serve: decode, signatures,
-// validation, compilation, self-test.
-func (n *Node) check(b []byte) (*bundle.Signed, *bundle.Body, *snapshot.Snapshot, error) {
+// validation, compilation, self-test. On error the returned candidate holds what could be
+// read (for the refusal record), or is nil.
+func (n *Node) check(b []byte) (*candidate, error) {
 	s, err := bundle.Decode(b)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
+	c := &candidate{raw: b, s: s}
 	body, err := bundle.Verify(s, n.boot.trust)
 	if err != nil {
-		return s, nil, nil, err
+		return c, err
 	}
 	snap, err := snapshot.Compile(body.Config.Spec(strconv.FormatUint(body.Serial, 10)))
 	if err != nil {
-		return s, body, nil, fmt.Errorf("%w: %w", bundle.ErrInvalid, err)
+		return c, fmt.Errorf("%w: %w", bundle.ErrInvalid, err)
 	}
 	if err := SelfTest(snap); err != nil {
-		return s, body, nil, fmt.Errorf("self-test: %w", err)
+		return c, fmt.Errorf("self-test: %w", err)
 	}
-	return s, body, snap, nil
+	c.body, c.snap, c.plan = body, snap, body.Config.Plan()
+	c.info = info(s, body, snap, n.boot.trust, time.Time{})
+	return c, nil
 }
 
-// Apply activates a pushed bundle, or refuses it with the reason and keeps serving what it
-// had. Safe for concurrent use; applies are serialised.
+// Apply takes a bundle pushed by an operator or fetched from a peer: it runs every check,
+// then holds the bundle until this node's rollout wave may start (at once for the first
+// wave, for a bundle without waves, and for a standalone node), or refuses it with the
+// reason and keeps serving what it had. Safe for concurrent use; applies are serialised.
 func (n *Node) Apply(b []byte) (*BundleInfo, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	s, body, snap, err := n.check(b)
-	if err == nil && n.active != nil && body.Serial <= n.active.Serial {
-		err = fmt.Errorf("serial %d is not above the active %d: older or replayed bundles are refused (a rollback is a new bundle with a higher serial): %w", body.Serial, n.active.Serial, errNotNewer)
+	c, err := n.check(b)
+	if err == nil {
+		err = n.admissible(c)
 	}
 	if err != nil {
+		var s *bundle.Signed
+		if c != nil {
+			s = c.s
+		}
 		n.refuse(s, err)
 		return nil, err
 	}
+	if p := n.pending; p != nil && p.info.Hash == c.info.Hash {
+		return n.pendingInfoLocked(), nil // pushed again: already held
+	}
+	if err := writeAtomic(filepath.Join(n.boot.DataDir, bundleDir, pendingFile), b); err != nil {
+		n.refuse(c.s, err)
+		return nil, fmt.Errorf("persist: %w", err)
+	}
+	c.info.State = "pending"
+	n.pending = c
+	n.publish()
+	n.log.Info("bundle accepted", "serial", c.info.Serial, "hash", c.info.Hash, "signers", c.info.Signers, "waves", len(c.plan.Waves))
+	if n.gossip != nil {
+		n.gossip.announce(*n.published.Load())
+	}
+	n.stepLocked(time.Now())
+	n.poke()
+	if n.pending == nil && n.active != nil && n.active.Hash == c.info.Hash {
+		return n.active, nil
+	}
+	return n.pendingInfoLocked(), nil
+}
+
+// admissible refuses bundles that are not newer than what the node runs or holds, and
+// halted ones. Re-taking the held bundle itself (pushed twice, or fetched again after a
+// resume) is allowed.
+func (n *Node) admissible(c *candidate) error {
+	serial, hash := c.body.Serial, c.info.Hash
+	if st := n.controls.Bundle(hash); st.Halted {
+		return fmt.Errorf("bundle %s is %w: %s", short(hash), errHalted, st.Reason)
+	}
+	if n.active != nil && serial <= n.active.Serial {
+		return fmt.Errorf("serial %d is not above the active %d: older or replayed bundles are refused (a rollback is a new bundle with a higher serial): %w", serial, n.active.Serial, errNotNewer)
+	}
+	if p := n.pending; p != nil && (serial < p.info.Serial || serial == p.info.Serial && hash != p.info.Hash) {
+		return fmt.Errorf("serial %d is not above the held %d: %w", serial, p.info.Serial, errNotNewer)
+	}
+	return nil
+}
+
+// pendingInfoLocked describes the held bundle.
+func (n *Node) pendingInfoLocked() *BundleInfo {
+	if n.pending == nil {
+		return nil
+	}
+	i := *n.pending.info
+	return &i
+}
+
+// activateLocked makes the held bundle c the active one.
+func (n *Node) activateLocked(c *candidate, now time.Time) error {
 	dir := filepath.Join(n.boot.DataDir, bundleDir)
-	if err := writeAtomic(filepath.Join(dir, "next.bundle"), b); err != nil {
-		n.refuse(s, err)
-		return nil, err
+	if err := writeAtomic(filepath.Join(dir, "next.bundle"), c.raw); err != nil {
+		return err
 	}
 	// The bundle being replaced becomes the previous one, unless it was itself served
 	// from previous.bundle (active.bundle was damaged): then the damaged file must not
@@ -237,18 +402,29 @@ func (n *Node) Apply(b []byte) (*BundleInfo, error) {
 		}
 	}
 	if err := os.Rename(filepath.Join(dir, "next.bundle"), filepath.Join(dir, activeFile)); err != nil {
-		n.refuse(s, err)
-		return nil, fmt.Errorf("persist: %w", err)
+		return fmt.Errorf("persist: %w", err)
 	}
-	n.Edge.Proxy.Swap(snap)
+	if n.pending == c {
+		n.pending = nil
+		_ = os.Remove(filepath.Join(dir, pendingFile))
+	}
+	n.Edge.Proxy.Swap(c.snap)
 	n.activeFromPrevious = false
-	n.previous, n.active = n.active, info(s, body, snap, n.boot.trust, time.Now())
+	info := *c.info
+	info.State, info.Activated, info.Waiting = "active", now.UTC(), ""
+	if n.active != nil {
+		prev := *n.active
+		prev.State = ""
+		n.previous = &prev
+	}
+	n.active, n.activePlan = &info, c.plan
+	n.watch = watchState{hash: info.Hash, start: now, base: n.health()}
 	n.publish()
-	n.log.Info("bundle activated", "serial", body.Serial, "hash", n.active.Hash, "signers", n.active.Signers)
+	n.log.Info("bundle activated", "serial", info.Serial, "hash", info.Hash, "signers", info.Signers, "wave", info.Wave)
 	if n.gossip != nil {
 		n.gossip.announce(*n.published.Load())
 	}
-	return n.active, nil
+	return nil
 }
 
 func (n *Node) refuse(s *bundle.Signed, err error) {
@@ -274,11 +450,25 @@ func (n *Node) State() State {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	st := State{Node: n.boot.Name, Region: n.boot.Region, Provider: n.boot.Provider, Active: n.active, Previous: n.previous,
-		Refused: append([]Refusal(nil), n.refused...), Trust: TrustSummary{Required: n.boot.trust.Required}}
+		Pending: n.pendingInfoLocked(), Refused: append([]Refusal(nil), n.refused...), Trust: TrustSummary{Required: n.boot.trust.Required},
+		KillSwitches: n.controls.Switches()}
 	for id := range n.boot.trust.Keys {
 		st.Trust.Keys = append(st.Trust.Keys, id)
 	}
 	st.Members = n.Members()
+	for _, m := range st.Members {
+		if m.Name == n.boot.Name || m.State != mesh.StateAlive {
+			continue
+		}
+		ps := PeerState{Name: m.Name}
+		if rep := n.verifiedReport(m); rep != nil {
+			ps.Serial, ps.Bundle, ps.Healthy, ps.Figures = rep.Serial, rep.Bundle, rep.Healthy, rep.Figures
+		} else if c, ok := n.reports[m.Name]; ok && c.err != nil {
+			ps.Error = c.err.Error()
+		}
+		st.Peers = append(st.Peers, ps)
+	}
+	st.Rollout = n.rolloutLocked(time.Now())
 	return st
 }
 
@@ -286,6 +476,7 @@ func (n *Node) State() State {
 // must detect the failure. For simulations and tests.
 func (n *Node) Kill() {
 	n.stopOnce.Do(func() {
+		n.stopDriver()
 		if n.gossip != nil {
 			n.gossip.cancel()
 			_ = n.gossip.mesh.Shutdown()
@@ -299,6 +490,7 @@ func (n *Node) Kill() {
 // Shutdown leaves the mesh and stops serving. Calling it again does nothing.
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.stopOnce.Do(func() {
+		n.stopDriver()
 		if n.gossip != nil {
 			n.gossip.stop()
 		}
@@ -308,8 +500,26 @@ func (n *Node) Shutdown(ctx context.Context) error {
 }
 
 func info(s *bundle.Signed, body *bundle.Body, snap *snapshot.Snapshot, trust bundle.Trust, at time.Time) *BundleInfo {
-	return &BundleInfo{Serial: body.Serial, Hash: s.Hash(), Parent: body.Parent, Created: body.Created,
-		Activated: at.UTC(), Sites: len(snap.Sites()), Signers: bundle.ValidSigners(s, trust)}
+	i := &BundleInfo{Serial: body.Serial, Hash: s.Hash(), Parent: body.Parent, Created: body.Created,
+		Sites: len(snap.Sites()), Signers: bundle.ValidSigners(s, trust)}
+	if !at.IsZero() {
+		i.Activated = at.UTC()
+	}
+	return i
+}
+
+func hashOf(i *BundleInfo) string {
+	if i == nil {
+		return ""
+	}
+	return i.Hash
+}
+
+func short(hash string) string {
+	if len(hash) > 12 {
+		return hash[:12]
+	}
+	return hash
 }
 
 func writeAtomic(path string, b []byte) error {
@@ -336,13 +546,9 @@ func writeAtomic(path string, b []byte) error {
 // whose origins are simulated, so that a configuration that compiles but cannot serve (or
 // that panics on the request path) is refused before it replaces a working one.
 func SelfTest(snap *snapshot.Snapshot) (err error) {
-	stub := roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		return &http.Response{StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-			Header: http.Header{"Cache-Control": {"no-store"}}, Body: io.NopCloser(strings.NewReader("self-test")), ContentLength: 9, Request: r}, nil
-	})
-	reg := upstream.NewRegistry(upstream.RegistryOptions{Transport: stub, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	reg := upstream.NewRegistry(upstream.RegistryOptions{Transport: selfTestOrigin, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	defer reg.Close()
-	h := proxy.New(snap, proxy.Config{Transport: stub, Registry: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h := proxy.New(snap, proxy.Config{Transport: selfTestOrigin, Registry: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	for _, site := range snap.Sites() {
 		host := site.Hosts[0]
 		switch {
@@ -352,7 +558,7 @@ func SelfTest(snap *snapshot.Snapshot) (err error) {
 			host = "self-test" + host[1:]
 		}
 		code, perr := serveOnce(h, host)
-		if perr != nil {
+		if perr != nil || h.Health().Panics > 0 {
 			return fmt.Errorf("site %s: the request path panicked: %v", site.Name, perr)
 		}
 		if code != http.StatusOK {
@@ -361,6 +567,13 @@ func SelfTest(snap *snapshot.Snapshot) (err error) {
 	}
 	return nil
 }
+
+// selfTestOrigin simulates a healthy origin for SelfTest. A variable so that tests can
+// simulate a data plane that breaks on a configuration.
+var selfTestOrigin http.RoundTripper = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Cache-Control": {"no-store"}}, Body: io.NopCloser(strings.NewReader("self-test")), ContentLength: 9, Request: r}, nil
+})
 
 func serveOnce(h http.Handler, host string) (code int, perr any) {
 	defer func() { perr = recover() }()

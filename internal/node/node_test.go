@@ -251,7 +251,15 @@ func TestBootstrapErrors(t *testing.T) {
 		{"name: a\ndata_dir: /x\ntrust: {keys: [" + pub + "], required: 2}\n", "trust.required: 2 out of range 1..1"},
 		{"name: a\ndata_dir: /x\ntrsut: {}\n", "field trsut not found"},
 		{"name: a\ndata_dir: /x\ncache: {memory: lots}\ntrust: {keys: [" + pub + "]}\n", "cache.memory"},
+		{"name: a\ndata_dir: /x\nregion: " + strings.Repeat("r", 120) + "\nmesh: {bind: 127.0.0.1:1, fetch: 127.0.0.1:2}\ntrust: {keys: [" + pub + "]}\n", "name, region, provider, mesh.fetch_url"},
+		{"name: a\ndata_dir: /x\nkey: /nonexistent/a.key\ntrust: {keys: [" + pub + "]}\n", ""},
 	} {
+		if c.want == "" {
+			if _, err := ParseBootstrap([]byte(c.yaml)); err != nil {
+				t.Errorf("%q: %v", c.yaml, err)
+			}
+			continue
+		}
 		_, err := ParseBootstrap([]byte(c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: err %v, want %q", c.yaml, err, c.want)

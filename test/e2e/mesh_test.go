@@ -37,11 +37,17 @@ func TestMain(m *testing.M) {
 
 func rz(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(bin, args...).CombinedOutput()
+	out, err := runRZ(args...)
 	if err != nil {
 		t.Fatalf("rhizome %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	return string(out)
+	return out
+}
+
+// runRZ runs the binary and returns its combined output.
+func runRZ(args ...string) (string, error) {
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	return string(out), err
 }
 
 func freePort(t *testing.T) int {
