@@ -273,7 +273,7 @@ func blastRadius(nodes []*node.Node, priv ed25519.PrivateKey, timeout time.Durat
 			i, at.Sub(pushedAt).Round(time.Millisecond), back[i].Round(time.Millisecond), bake)
 	}
 	// Every node knows the bundle is stopped.
-	return waitUntil(timeout, func() bool {
+	err = waitUntil(timeout, func() bool {
 		for _, nd := range nodes {
 			if nd == nil {
 				continue
@@ -284,4 +284,9 @@ func blastRadius(nodes []*node.Node, priv ed25519.PrivateKey, timeout time.Durat
 		}
 		return true
 	})
+	if err != nil {
+		return fmt.Errorf("not every node learnt of the halt: %w", err)
+	}
+	fmt.Printf("every node knew the bundle was halted %v after the push\n", time.Since(pushedAt).Round(time.Millisecond))
+	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -151,17 +152,26 @@ func runRolloutControl(kind string, args []string, stdout io.Writer) error {
 		}
 		rec.Bundle, rec.Serial = st.Bundle, st.Serial
 	}
-	s, err := control.Sign(rec, keys[0])
+	st, err := sendControl(c, rec, keys[0])
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(stdout, "%s of bundle %s signed and sent; the mesh gossips it to every node\n", kind, rec.Bundle[:16])
+	printRollout(stdout, st)
+	return nil
+}
+
+// sendControl signs rec and hands it to the node, which checks it, obeys it and gossips it.
+func sendControl(c adminClient, rec control.Record, key ed25519.PrivateKey) (*node.RolloutStatus, error) {
+	s, err := control.Sign(rec, key)
+	if err != nil {
+		return nil, err
+	}
 	var st node.RolloutStatus
 	if err := c.do(http.MethodPost, "/v1/control", rawBody(s.Encode()), &st); err != nil {
-		return err
+		return nil, err
 	}
-	fmt.Fprintf(stdout, "%s of bundle %s signed and sent; the mesh gossips it to every node\n", kind, rec.Bundle[:16])
-	printRollout(stdout, &st)
-	return nil
+	return &st, nil
 }
 
 // runKillSwitch signs and sends a kill switch.
@@ -185,12 +195,7 @@ func runKillSwitch(args []string, stdout io.Writer) error {
 		return err
 	}
 	rec := control.Record{Kind: control.KindKillSwitch, Stage: fs.Arg(0), Site: *site, On: fs.Arg(1) == "on", Reason: *reason, At: time.Now().UnixMilli()}
-	s, err := control.Sign(rec, keys[0])
-	if err != nil {
-		return err
-	}
-	var st node.RolloutStatus
-	if err := c.do(http.MethodPost, "/v1/control", rawBody(s.Encode()), &st); err != nil {
+	if _, err := sendControl(c, rec, keys[0]); err != nil {
 		return err
 	}
 	where := "every site"

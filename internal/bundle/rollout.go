@@ -30,15 +30,16 @@ func (c *Config) Plan() rollout.Plan {
 	if c == nil || c.Rollout == nil {
 		return rollout.DefaultPlan()
 	}
-	p := rollout.Plan{
-		Watch:           time.Duration(c.Rollout.Watch),
-		MaxErrorPercent: c.Rollout.MaxErrorPercent,
-		MinErrors:       c.Rollout.MinErrors,
-	}
-	for _, w := range c.Rollout.Waves {
+	return c.Rollout.plan().WithDefaults()
+}
+
+// plan converts the section as written (zero fields stay zero).
+func (r *Rollout) plan() rollout.Plan {
+	p := rollout.Plan{Watch: time.Duration(r.Watch), MaxErrorPercent: r.MaxErrorPercent, MinErrors: r.MinErrors}
+	for _, w := range r.Waves {
 		p.Waves = append(p.Waves, rollout.Wave{Nodes: w.Nodes, Percent: w.Percent, Bake: time.Duration(w.Bake)})
 	}
-	return p.WithDefaults()
+	return p
 }
 
 // planErr validates the written plan (zero fields are defaults).
@@ -46,13 +47,5 @@ func (c *Config) planErr() error {
 	if c.Rollout == nil {
 		return nil
 	}
-	p := rollout.Plan{
-		Watch:           time.Duration(c.Rollout.Watch),
-		MaxErrorPercent: c.Rollout.MaxErrorPercent,
-		MinErrors:       c.Rollout.MinErrors,
-	}
-	for _, w := range c.Rollout.Waves {
-		p.Waves = append(p.Waves, rollout.Wave{Nodes: w.Nodes, Percent: w.Percent, Bake: time.Duration(w.Bake)})
-	}
-	return p.Validate()
+	return c.Rollout.plan().Validate()
 }

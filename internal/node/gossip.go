@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -267,6 +268,13 @@ func (g *gossip) HeardControl(payload []byte) {
 		g.n.log.Debug("malformed control record", "err", err)
 		return
 	}
+	g.handOff(func() { g.n.heardControl(s) })
+}
+
+// handOff runs fn on its own goroutine, counted for shutdown, unless the node is stopping:
+// memberlist's delegate callbacks must not block, and what they hear often needs n.mu or a
+// walk of the cache.
+func (g *gossip) handOff(fn func()) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.ctx.Err() != nil {
@@ -275,7 +283,7 @@ func (g *gossip) HeardControl(payload []byte) {
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
-		g.n.heardControl(s)
+		fn()
 	}()
 }
 
@@ -303,11 +311,7 @@ func (g *gossip) serveReport(w http.ResponseWriter, r *http.Request) {
 // It succeeds only if every one of them runs p's bundle, healthy, and p is not halted
 // after the records were merged.
 func (g *gossip) confirm(p *candidate, names []string, members map[string]mesh.Member) {
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		g.n.confirmDone(p, g.confirmAll(p, names, members))
-	}()
+	g.handOff(func() { g.n.confirmDone(p, g.confirmAll(p, names, members)) })
 }
 
 func (g *gossip) confirmAll(p *candidate, names []string, members map[string]mesh.Member) error {
@@ -373,4 +377,54 @@ func (g *gossip) confirmOne(p *candidate, name string, m mesh.Member) error {
 		return fmt.Errorf("%s reports unhealthy", name)
 	}
 	return nil
+}
+
+// pollControls compares this node's control records with one random alive member's, over
+// HTTP, and takes the member's if they differ. memberlist's push/pull does the same through
+// the digest, but at its interval, which memberlist stretches with the mesh's size (two
+// minutes at 200 nodes); a halt lost by gossip must reach the nodes running the bundle
+// sooner. One request per node every few seconds.
+func (g *gossip) pollControls() {
+	var peers []mesh.Member
+	for _, m := range g.mesh.Members() {
+		if m.State == mesh.StateAlive && m.Name != g.n.boot.Name && m.Meta.FetchURL != "" {
+			peers = append(peers, m)
+		}
+	}
+	if len(peers) == 0 {
+		return
+	}
+	m := peers[rand.IntN(len(peers))]
+	g.mu.Lock()
+	if g.syncingControls || g.ctx.Err() != nil {
+		g.mu.Unlock()
+		return
+	}
+	g.syncingControls = true
+	g.wg.Add(1)
+	g.mu.Unlock()
+	go func() {
+		defer g.wg.Done()
+		defer func() {
+			g.mu.Lock()
+			g.syncingControls = false
+			g.mu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(g.ctx, 3*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.Meta.FetchURL+"/v1/report", nil)
+		if err != nil {
+			return
+		}
+		resp, err := g.client.Do(req)
+		if err != nil {
+			return
+		}
+		var a reportAnswer
+		err = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&a)
+		resp.Body.Close()
+		if err == nil && a.Controls != "" && a.Controls != g.n.controls.Digest() {
+			g.fetchControls(m.Meta.FetchURL, m.Name)
+		}
+	}()
 }

@@ -77,35 +77,7 @@ func activeSerial(n *Node) uint64 {
 func TestMeshSpreadsBundles(t *testing.T) {
 	op, stranger := newKey(t), newKey(t)
 	const size = 5
-	var nodes []*Node
-	var seed string
-	for i := range size {
-		var join []string
-		if i > 0 {
-			join = []string{seed}
-		}
-		boot, _ := meshBootstrap(t, fmt.Sprintf("n%d", i), join, op)
-		n := start(t, boot)
-		if i == 0 {
-			seed = n.gossip.mesh.Addr()
-		}
-		nodes = append(nodes, n)
-		defer stop(t, n)
-	}
-	waitFor(t, "all members alive", 10*time.Second, func() bool {
-		for _, n := range nodes {
-			alive := 0
-			for _, m := range n.Members() {
-				if m.State == "alive" {
-					alive++
-				}
-			}
-			if alive != size {
-				return false
-			}
-		}
-		return true
-	})
+	nodes := startMesh(t, size, op)
 
 	o := origin(t, "v1")
 	if code, out := push(t, nodes[0], signed(t, source(1, o), op)); code != 200 {
@@ -201,21 +173,7 @@ func TestMeshPurge(t *testing.T) {
 		io.WriteString(w, r.URL.Path)
 	}))
 	defer o.Close()
-	var nodes []*Node
-	var seed string
-	for i := range 3 {
-		var join []string
-		if i > 0 {
-			join = []string{seed}
-		}
-		boot, _ := meshBootstrap(t, fmt.Sprintf("p%d", i), join, op)
-		n := start(t, boot)
-		if i == 0 {
-			seed = n.gossip.mesh.Addr()
-		}
-		defer stop(t, n)
-		nodes = append(nodes, n)
-	}
+	nodes := startMesh(t, 3, op)
 	push(t, nodes[0], signed(t, source(1, o.URL), op))
 	waitFor(t, "the bundle everywhere", 10*time.Second, func() bool {
 		for _, n := range nodes {

@@ -108,16 +108,7 @@ func (g *gossip) broadcastPurge(req admin.PurgeRequest) {
 // memberlist goroutine and must not block, while a prefix purge walks the whole cache
 // index: the work is handed off.
 func (g *gossip) HeardPurge(p mesh.Purge) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.ctx.Err() != nil {
-		return
-	}
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		g.applyPurge(p)
-	}()
+	g.handOff(func() { g.applyPurge(p) })
 }
 
 func (g *gossip) applyPurge(p mesh.Purge) {

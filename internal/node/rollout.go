@@ -56,12 +56,17 @@ func (n *Node) drive() {
 	defer n.driverWG.Done()
 	t := time.NewTicker(n.tick())
 	defer t.Stop()
+	var lastPoll time.Time
 	for {
 		select {
 		case <-n.done:
 			return
 		case <-t.C:
 		case <-n.kick:
+		}
+		if n.gossip != nil && time.Since(lastPoll) >= 5*n.tick() {
+			lastPoll = time.Now()
+			n.gossip.pollControls()
 		}
 		n.mu.Lock()
 		n.stepLocked(time.Now())

@@ -81,16 +81,23 @@ func countSerial(nodes []*Node, serial uint64) int {
 	return c
 }
 
-// TestStagedRollout: a bundle with waves reaches one node, then 40%, then everyone, each
-// wave starting only after the one before has run it healthy for its bake time.
-func TestStagedRollout(t *testing.T) {
-	op := newKey(t)
-	nodes := startMesh(t, 5, op)
+// meshOnSerial1 starts size nodes and rolls serial 1 (origin answering "v1") out to all.
+func meshOnSerial1(t *testing.T, size int, op keypair) ([]*Node, string) {
+	t.Helper()
+	nodes := startMesh(t, size, op)
 	o := origin(t, "v1")
 	if code, out := push(t, nodes[0], signed(t, source(1, o), op)); code != 200 {
 		t.Fatalf("push: %s", out)
 	}
-	waitFor(t, "serial 1 everywhere", 10*time.Second, func() bool { return countSerial(nodes, 1) == 5 })
+	waitFor(t, "serial 1 everywhere", 10*time.Second, func() bool { return countSerial(nodes, 1) == size })
+	return nodes, o
+}
+
+// TestStagedRollout: a bundle with waves reaches one node, then 40%, then everyone, each
+// wave starting only after the one before has run it healthy for its bake time.
+func TestStagedRollout(t *testing.T) {
+	op := newKey(t)
+	nodes, o := meshOnSerial1(t, 5, op)
 
 	// Push to the last node: wherever a bundle enters, the waves decide who runs it.
 	pushed := time.Now()
@@ -130,12 +137,7 @@ func TestStagedRollout(t *testing.T) {
 // bundle: it reports it, goes back to its last good bundle, and no other node ever runs it.
 func TestUnhealthyCanaryHaltsRollout(t *testing.T) {
 	op := newKey(t)
-	nodes := startMesh(t, 5, op)
-	o := origin(t, "v1")
-	if code, out := push(t, nodes[0], signed(t, source(1, o), op)); code != 200 {
-		t.Fatalf("push: %s", out)
-	}
-	waitFor(t, "serial 1 everywhere", 10*time.Second, func() bool { return countSerial(nodes, 1) == 5 })
+	nodes, o := meshOnSerial1(t, 5, op)
 
 	// Every node would fail on serial 2; only the canary ever gets to run it.
 	for _, n := range nodes {
@@ -191,10 +193,7 @@ func TestUnhealthyCanaryHaltsRollout(t *testing.T) {
 // record signed by an unknown key is refused.
 func TestOperatorHaltResumeRollback(t *testing.T) {
 	op, stranger := newKey(t), newKey(t)
-	nodes := startMesh(t, 4, op)
-	o := origin(t, "v1")
-	push(t, nodes[0], signed(t, source(1, o), op))
-	waitFor(t, "serial 1 everywhere", 10*time.Second, func() bool { return countSerial(nodes, 1) == 4 })
+	nodes, o := meshOnSerial1(t, 4, op)
 
 	b := signed(t, staged(2, o, "rollout:\n  waves:\n    - nodes: 1\n      bake: 2s\n    - percent: 100\n"), op)
 	if code, out := push(t, nodes[1], b); code != 200 {

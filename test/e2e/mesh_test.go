@@ -68,6 +68,32 @@ func freePort(t *testing.T) int {
 	return 0
 }
 
+// startProcs starts count node processes named prefix0.. in one mesh, trusting the operator
+// public key pub, with fast timers; they are killed when the test ends.
+func startProcs(t *testing.T, dir, prefix string, count int, pub string) []*proc {
+	t.Helper()
+	var ps []*proc
+	for i := range count {
+		p := &proc{name: fmt.Sprintf("%s%d", prefix, i), dir: filepath.Join(dir, fmt.Sprintf("%s%d", prefix, i)),
+			listen: fmt.Sprintf("127.0.0.1:%d", freePort(t)), admin: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			gossip: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+		join := ""
+		if i > 0 {
+			join = "  join: [" + ps[0].gossip + "]\n"
+		}
+		cfg := fmt.Sprintf("name: %s\nregion: local\ndata_dir: %s\nlisten: %s\nadmin: %s\naccess_log: false\nmesh:\n  bind: %s\n  fetch: 127.0.0.1:%d\n  fast_timers: true\n%strust:\n  keys: [%s]\n",
+			p.name, p.dir, p.listen, p.admin, p.gossip, freePort(t), join, pub)
+		p.config = filepath.Join(dir, p.name+".yaml")
+		if err := os.WriteFile(p.config, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p.start(t)
+		t.Cleanup(p.kill9)
+		ps = append(ps, p)
+	}
+	return ps
+}
+
 type proc struct {
 	name, dir, config string
 	listen, admin     string
@@ -159,23 +185,7 @@ func TestProcessesKillAndRecover(t *testing.T) {
 	rz(t, "keygen", "--out", key)
 	pub, _ := os.ReadFile(key + ".pub")
 
-	var ps []*proc
-	for i := range 3 {
-		p := &proc{name: fmt.Sprintf("n%d", i), dir: filepath.Join(dir, fmt.Sprintf("n%d", i)),
-			listen: fmt.Sprintf("127.0.0.1:%d", freePort(t)), admin: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-			gossip: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
-		join := ""
-		if i > 0 {
-			join = "  join: [" + ps[0].gossip + "]\n"
-		}
-		cfg := fmt.Sprintf("name: %s\nregion: local\ndata_dir: %s\nlisten: %s\nadmin: %s\naccess_log: false\nmesh:\n  bind: %s\n  fetch: 127.0.0.1:%d\n  fast_timers: true\n%strust:\n  keys: [%s]\n",
-			p.name, p.dir, p.listen, p.admin, p.gossip, freePort(t), join, strings.TrimSpace(string(pub)))
-		p.config = filepath.Join(dir, p.name+".yaml")
-		os.WriteFile(p.config, []byte(cfg), 0o600)
-		p.start(t)
-		defer p.kill9()
-		ps = append(ps, p)
-	}
+	ps := startProcs(t, dir, "n", 3, strings.TrimSpace(string(pub)))
 	bundleFor := func(serial int, v string) string {
 		src := filepath.Join(dir, fmt.Sprintf("b%d.yaml", serial))
 		os.WriteFile(src, []byte(fmt.Sprintf("serial: %d\nsites:\n  - name: s\n    hosts: [\"*\"]\n    origins: [{url: %q}]\n", serial, versions[v].URL)), 0o600)

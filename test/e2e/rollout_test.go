@@ -38,23 +38,9 @@ func TestBadBundleStaysInTheCanaryWave(t *testing.T) {
 	key := filepath.Join(dir, "op")
 	rz(t, "keygen", "--out", key)
 	pub, _ := os.ReadFile(key + ".pub")
-	var ps []*proc
-	names := []string{}
-	for i := range 3 {
-		p := &proc{name: fmt.Sprintf("r%d", i), dir: filepath.Join(dir, fmt.Sprintf("r%d", i)),
-			listen: fmt.Sprintf("127.0.0.1:%d", freePort(t)), admin: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-			gossip: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
-		join := ""
-		if i > 0 {
-			join = "  join: [" + ps[0].gossip + "]\n"
-		}
-		cfg := fmt.Sprintf("name: %s\nregion: local\ndata_dir: %s\nlisten: %s\nadmin: %s\naccess_log: false\nmesh:\n  bind: %s\n  fetch: 127.0.0.1:%d\n  fast_timers: true\n%strust:\n  keys: [%s]\n",
-			p.name, p.dir, p.listen, p.admin, p.gossip, freePort(t), join, strings.TrimSpace(string(pub)))
-		p.config = filepath.Join(dir, p.name+".yaml")
-		os.WriteFile(p.config, []byte(cfg), 0o600)
-		p.start(t)
-		defer p.kill9()
-		ps = append(ps, p)
+	ps := startProcs(t, dir, "r", 3, strings.TrimSpace(string(pub)))
+	var names []string
+	for _, p := range ps {
 		names = append(names, p.name)
 	}
 	sign := func(name, src string) (path, hash string) {
