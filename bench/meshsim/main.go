@@ -137,8 +137,8 @@ func run(size int, fast bool, timeout time.Duration) error {
 		done := 0
 		for i, nd := range nodes {
 			if times[i] == 0 {
-				if st := nd.State(); st.Active != nil && st.Active.Serial == 1 {
-					times[i] = st.Active.Activated.Sub(pushedAt)
+				if a := nd.Active(); a != nil && a.Serial == 1 {
+					times[i] = a.Activated.Sub(pushedAt)
 				}
 			}
 			if times[i] != 0 {
@@ -231,9 +231,11 @@ func blastRadius(nodes []*node.Node, priv ed25519.PrivateKey, timeout time.Durat
 		return err
 	}
 	pushedAt := time.Now()
-	if _, err := nodes[len(nodes)/2].Apply(b); err != nil {
+	info, err := nodes[len(nodes)/2].Apply(b)
+	if err != nil {
 		return err
 	}
+	hash := info.Hash
 	activated := map[int]time.Time{} // nodes that ever ran serial 2
 	injected := map[int]bool{}
 	back := map[int]time.Duration{} // from activation to back on serial 1
@@ -246,8 +248,8 @@ func blastRadius(nodes []*node.Node, priv ed25519.PrivateKey, timeout time.Durat
 				continue
 			}
 			serial := uint64(0)
-			if st := nd.State(); st.Active != nil {
-				serial = st.Active.Serial
+			if a := nd.Active(); a != nil {
+				serial = a.Serial
 			}
 			if serial == 2 {
 				if _, ok := activated[i]; !ok {
@@ -278,7 +280,7 @@ func blastRadius(nodes []*node.Node, priv ed25519.PrivateKey, timeout time.Durat
 			if nd == nil {
 				continue
 			}
-			if r := nd.Rollout(); r.Stopped == nil || !r.Stopped.Rollback {
+			if !nd.Stopped(hash).Rollback {
 				return false
 			}
 		}

@@ -87,6 +87,9 @@ func printRollout(w io.Writer, st *node.RolloutStatus) {
 	default:
 		fmt.Fprintf(w, "this node: healthy so far on %s, %s of watch left\n", wt.Bundle[:16], wt.Left)
 	}
+	if wt.LastUnhealthy != "" {
+		fmt.Fprintf(w, "this node was %s\n", wt.LastUnhealthy)
+	}
 	if c := wt.Counters; wt.Bundle != "" {
 		fmt.Fprintf(w, "  %d requests, %d node errors, %d panics, %d stage failures since activation\n", c.Requests, c.NodeErrors, c.Panics, c.StageFailures)
 	}

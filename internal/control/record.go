@@ -41,7 +41,7 @@ const (
 	MaxEncoded   = 1000 // bytes of an encoded Signed record
 	// MaxClockSkew is how far in the future a record's time may be: a record dated later
 	// could not be overridden (by a resume or kill switch off) until then.
-	MaxClockSkew = 10 * time.Minute
+	MaxClockSkew = time.Minute
 )
 
 // Record is one control record.
@@ -189,6 +189,11 @@ type Verifier struct {
 	// report whose key differs from the published one is refused; one from a node no
 	// longer known (it may have died of the bundle) is checked against the key it carries.
 	NodeKey func(name string) (ed25519.PublicKey, bool)
+	// RequireKnownNode refuses node reports from names NodeKey does not know: otherwise
+	// anyone could mint reports under invented names (each a valid signature by a key it
+	// made up) and crowd real records out of a Set. Records read back from the data dir
+	// are checked without it, since their reporters may have left since.
+	RequireKnownNode bool
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -223,10 +228,16 @@ func (v Verifier) Verify(s Signed) (*Record, error) {
 		if bundle.KeyID(p) != r.KeyID {
 			return nil, errors.New("control: key_id does not match pub")
 		}
+		var known ed25519.PublicKey
+		ok := false
 		if v.NodeKey != nil {
-			if known, ok := v.NodeKey(r.Node); ok && !known.Equal(p) {
-				return nil, fmt.Errorf("control: node %s publishes another key than the one this report carries", r.Node)
-			}
+			known, ok = v.NodeKey(r.Node)
+		}
+		if ok && !known.Equal(p) {
+			return nil, fmt.Errorf("control: node %s publishes another key than the one this report carries", r.Node)
+		}
+		if !ok && v.RequireKnownNode {
+			return nil, fmt.Errorf("control: node %s is not a member this node knows", short(r.Node))
 		}
 		pub = p
 	} else {

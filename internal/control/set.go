@@ -9,8 +9,8 @@ import (
 	"sync"
 )
 
-// MaxRecords bounds a Set. Beyond it the oldest records are dropped, except the newest of
-// each kill switch, which stays in force however old it is.
+// MaxRecords bounds a Set. Beyond it the oldest records are dropped, except the ones that
+// decide a state (see pruneLocked), which stay in force however old they are.
 const MaxRecords = 512
 
 // entry is one accepted record.
@@ -48,9 +48,25 @@ func (c *Set) Add(v Verifier, s Signed) (*Record, bool, error) {
 	return r, kept, nil
 }
 
-// pruneLocked drops the oldest records beyond MaxRecords, keeping the newest record of
-// each kill switch.
+// MaxReportsPerNode bounds the unhealthy reports kept from one node: a node that reports
+// on every bundle, or a rogue one, cannot crowd the operators' records out of the set.
+const MaxReportsPerNode = 8
+
+// pruneLocked keeps the set within bounds. First each node's unhealthy reports beyond
+// MaxReportsPerNode go, oldest first; then, beyond MaxRecords, the oldest records, except
+// those that decide a state: the newest record of each kill switch and the newest operator
+// record of each bundle (dropping one could lift a halt).
 func (c *Set) pruneLocked() {
+	all := c.sortedLocked()
+	perNode := map[string]int{}
+	for i := len(all) - 1; i >= 0; i-- {
+		if r := all[i].rec; r.Kind == KindUnhealthy {
+			perNode[r.Node]++
+			if perNode[r.Node] > MaxReportsPerNode {
+				delete(c.entries, all[i].id)
+			}
+		}
+	}
 	if len(c.entries) <= MaxRecords {
 		return
 	}
@@ -58,8 +74,17 @@ func (c *Set) pruneLocked() {
 	for _, e := range c.latestSwitchesLocked() {
 		keep[e.id] = true
 	}
-	all := c.sortedLocked()
-	for _, e := range all {
+	latestOp := map[string]string{}
+	for _, e := range c.sortedLocked() {
+		switch e.rec.Kind {
+		case KindHalt, KindResume, KindRollback:
+			latestOp[e.rec.Bundle] = e.id
+		}
+	}
+	for _, id := range latestOp {
+		keep[id] = true
+	}
+	for _, e := range c.sortedLocked() {
 		if len(c.entries) <= MaxRecords {
 			break
 		}
@@ -67,6 +92,14 @@ func (c *Set) pruneLocked() {
 			delete(c.entries, e.id)
 		}
 	}
+}
+
+// Has reports whether the set holds s.
+func (c *Set) Has(s Signed) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.entries[s.ID()]
+	return ok
 }
 
 // sortedLocked returns entries oldest first (ties by id), so every node orders alike.

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -377,9 +378,9 @@ func TestSetPruneKeepsSwitches(t *testing.T) {
 		case 0:
 			rec = halt(hashA, n)
 		case 1:
-			rec = unhealthy(hashB, "edge-fra-01", n)
+			rec = unhealthy(hashB, fmt.Sprintf("edge-fra-%03d", i), n)
 		default:
-			rec = unhealthy(hashA, "edge-ams-02", n)
+			rec = unhealthy(hashA, fmt.Sprintf("edge-ams-%03d", i), n)
 		}
 		if _, isNew, err := c.Add(v, f.sign(t, rec)); err != nil || !isNew {
 			t.Fatalf("Add %d: isNew=%v, err=%v", i, isNew, err)
@@ -411,8 +412,9 @@ func TestSetPruneKeepsSwitches(t *testing.T) {
 	}
 
 	// A record older than everything kept is not kept when the set is full, and is not
-	// reported as new.
-	old := f.sign(t, rollback(hashB, 50))
+	// reported as new (an operator record that decides a bundle's state would be: see
+	// pruneLocked).
+	old := f.sign(t, unhealthy(hashB, "edge-old", 50))
 	if _, isNew, err := c.Add(v, old); err != nil || isNew {
 		t.Errorf("Add(old record to a full set): isNew=%v, err=%v; want false, nil", isNew, err)
 	}
@@ -421,7 +423,7 @@ func TestSetPruneKeepsSwitches(t *testing.T) {
 	}
 	for _, s := range c.Signed() {
 		if s.ID() == old.ID() {
-			t.Errorf("old rollback was kept in a full set")
+			t.Errorf("old report was kept in a full set")
 		}
 	}
 	// A newer switch replaces the old one as the one that is kept.
@@ -478,5 +480,29 @@ func TestSetConcurrent(t *testing.T) {
 	}
 	if c.Digest() != ref.Digest() || c.Bundle(hashA) != ref.Bundle(hashA) || !slices.Equal(c.Switches(), ref.Switches()) {
 		t.Errorf("concurrent set differs from a sequential one")
+	}
+}
+
+// One node's unhealthy reports beyond MaxReportsPerNode go first, so a node (or a rogue
+// one) cannot crowd out the records that decide a bundle's state, such as a rollback.
+func TestSetCapsReportsPerNode(t *testing.T) {
+	f := newFixture(t)
+	v := f.verifier()
+	c := NewSet()
+	f.add(t, c, Record{Kind: KindRollback, Bundle: hashA, At: at(1)})
+	for i := range 2000 {
+		c.Add(v, f.sign(t, unhealthy(hashB, "edge-fra-01", 10+i)))
+	}
+	if !c.Bundle(hashA).Rollback {
+		t.Fatal("a flood of one node's reports lifted a rollback")
+	}
+	n := 0
+	for _, r := range c.Records() {
+		if r.Kind == KindUnhealthy {
+			n++
+		}
+	}
+	if n != MaxReportsPerNode {
+		t.Fatalf("kept %d reports of one node, want %d", n, MaxReportsPerNode)
 	}
 }

@@ -141,7 +141,7 @@ func (g *gossip) Heard(a mesh.Announcement) {
 	if a.Hash == "" || a.URL == "" || !hashRE.MatchString(a.Hash) || g.n.controls.Bundle(a.Hash).Halted {
 		return
 	}
-	if cur := g.n.published.Load(); cur != nil && a.Serial <= cur.Serial {
+	if a.Serial <= g.n.held.Load() {
 		return
 	}
 	g.mu.Lock()
@@ -168,7 +168,11 @@ func (g *gossip) fetch(a mesh.Announcement) {
 		return
 	}
 	if _, err := g.n.Apply(b); err != nil {
-		if !errors.Is(err, errNotNewer) && !errors.Is(err, errHalted) {
+		if errors.Is(err, errNotNewer) || errors.Is(err, errHalted) || errors.Is(err, errPersist) {
+			g.mu.Lock()
+			g.failed[a.Hash] = time.Now() // may be taken later; not again at once
+			g.mu.Unlock()
+		} else {
 			g.mu.Lock()
 			g.refused[a.Hash] = true // the same bytes will fail the same way: never again
 			g.mu.Unlock()
@@ -209,7 +213,9 @@ func (g *gossip) get(a mesh.Announcement) ([]byte, error) {
 func (g *gossip) announce(a mesh.Announcement) { g.mesh.Announce(a) }
 
 func (g *gossip) stop() {
-	g.cancel()
+	g.mu.Lock()
+	g.cancel() // under g.mu: handOff checks the context there before adding to wg
+	g.mu.Unlock()
 	_ = g.mesh.Leave(time.Second)
 	_ = g.mesh.Shutdown()
 	_ = g.srv.Close()
@@ -255,9 +261,8 @@ func (g *gossip) fetchControls(url, from string) {
 		g.n.log.Debug("control catch-up: bad answer", "from", from, "err", err)
 		return
 	}
-	for _, s := range list {
-		g.n.heardControl(s)
-	}
+	g.n.heardControls(list)
+	g.n.synced.Store(true)
 }
 
 // HeardControl implements mesh.ControlDelegate: a gossiped control record. Checking it
@@ -423,8 +428,13 @@ func (g *gossip) pollControls() {
 		var a reportAnswer
 		err = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&a)
 		resp.Body.Close()
-		if err == nil && a.Controls != "" && a.Controls != g.n.controls.Digest() {
+		if err != nil {
+			return
+		}
+		if a.Controls != g.n.controls.Digest() {
 			g.fetchControls(m.Meta.FetchURL, m.Name)
+		} else {
+			g.n.synced.Store(true)
 		}
 	}()
 }

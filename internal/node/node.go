@@ -114,6 +114,8 @@ type Node struct {
 
 	key      ed25519.PrivateKey // signs this node's health reports
 	faults   atomic.Pointer[rollout.Counters]
+	held     atomic.Uint64 // the highest serial the node runs or holds (halted included)
+	synced   atomic.Bool   // compared control records with a peer since start
 	controls *control.Set
 	kick     chan struct{} // wakes the rollout driver
 	done     chan struct{} // closed when the node stops
@@ -130,6 +132,8 @@ type Node struct {
 	seen               map[string]seenRun     // member -> the bundle it runs and since when (this node's clock)
 	reports            map[string]reportCache // member -> its last verified report
 	lastReport         string                 // the report last put in this node's metadata (its body)
+	peak               memberPeak
+	lastUnhealthy      string                 // this node's last verdict against a bundle, for status
 	reportRaw          atomic.Pointer[[]byte] // that signed report, served to peers confirming a wave
 }
 
@@ -174,7 +178,14 @@ func Start(boot *Bootstrap, log *slog.Logger) (*Node, error) {
 			n.previous = c.info
 		}
 	}
+	// A restart in the middle of a bundle's watch resumes it (from when active.bundle was
+	// written) rather than taking the bundle as good: a node that crash-loops on a bundle
+	// must not report it healthy. The figures start again from this process's.
 	n.watch = watchState{hash: hashOf(n.active), start: time.Now(), done: true}
+	if n.active != nil && !n.activeFromPrevious {
+		n.watch.start = n.active.Activated
+		n.watch.done = time.Since(n.active.Activated) >= n.activePlan.Watch
+	}
 	if c, err := n.load(filepath.Join(boot.DataDir, bundleDir, pendingFile)); err == nil {
 		if n.active == nil || c.info.Serial > n.active.Serial {
 			c.info.State = "pending"
@@ -239,7 +250,27 @@ func (n *Node) publish() {
 		a.URL = n.boot.Mesh.FetchURL
 	}
 	n.published.Store(a)
+	held := a.Serial
+	if n.pending != nil {
+		held = max(held, n.pending.info.Serial)
+	}
+	n.held.Store(held)
 }
+
+// Active returns the bundle the node serves (nil for none). Cheaper than State, for
+// simulations that poll many nodes.
+func (n *Node) Active() *BundleInfo {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.active == nil {
+		return nil
+	}
+	a := *n.active
+	return &a
+}
+
+// Stopped says what the node's control records say about bundle hash.
+func (n *Node) Stopped(hash string) control.BundleState { return n.controls.Bundle(hash) }
 
 // MeshAddr is the gossip address other nodes join (the bound one when mesh.bind has port
 // 0); "" for a standalone node.
@@ -260,7 +291,8 @@ func (n *Node) Members() []mesh.Member {
 
 // Refusal reasons that are not about the bundle's bytes: the same bundle may be taken later.
 var (
-	errNotNewer = errors.New("not above the active serial")
+	errNotNewer = errors.New("older or replayed")
+	errPersist  = errors.New("could not be written to the data dir")
 	errHalted   = errors.New("halted")
 )
 
@@ -343,8 +375,9 @@ func (n *Node) Apply(b []byte) (*BundleInfo, error) {
 		return n.pendingInfoLocked(), nil // pushed again: already held
 	}
 	if err := writeAtomic(filepath.Join(n.boot.DataDir, bundleDir, pendingFile), b); err != nil {
+		err = fmt.Errorf("bundle %w: %w", errPersist, err)
 		n.refuse(c.s, err)
-		return nil, fmt.Errorf("persist: %w", err)
+		return nil, err
 	}
 	c.info.State = "pending"
 	n.pending = c
@@ -370,10 +403,10 @@ func (n *Node) admissible(c *candidate) error {
 		return fmt.Errorf("bundle %s is %w: %s", short(hash), errHalted, st.Reason)
 	}
 	if n.active != nil && serial <= n.active.Serial {
-		return fmt.Errorf("serial %d is not above the active %d: older or replayed bundles are refused (a rollback is a new bundle with a higher serial): %w", serial, n.active.Serial, errNotNewer)
+		return fmt.Errorf("serial %d is not above the active %d: %w bundles are refused (a rollback is a new bundle with a higher serial)", serial, n.active.Serial, errNotNewer)
 	}
 	if p := n.pending; p != nil && (serial < p.info.Serial || serial == p.info.Serial && hash != p.info.Hash) {
-		return fmt.Errorf("serial %d is not above the held %d: %w", serial, p.info.Serial, errNotNewer)
+		return fmt.Errorf("serial %d is not above the held %d: %w bundles are refused", serial, p.info.Serial, errNotNewer)
 	}
 	return nil
 }
@@ -393,10 +426,14 @@ func (n *Node) activateLocked(c *candidate, now time.Time) error {
 	if err := writeAtomic(filepath.Join(dir, "next.bundle"), c.raw); err != nil {
 		return err
 	}
-	// The bundle being replaced becomes the previous one, unless it was itself served
-	// from previous.bundle (active.bundle was damaged): then the damaged file must not
-	// overwrite the good one.
-	if n.active != nil && !n.activeFromPrevious {
+	// The bundle being replaced becomes the previous one (what a rollback returns to) if it
+	// is good: watched healthy to the end. One replaced while still under watch is
+	// dropped and the last good one stays the previous, unless there is none: a doubtful
+	// bundle to return to beats none. Never one served from previous.bundle because
+	// active.bundle was damaged: that would overwrite the good file.
+	demote := n.active != nil && !n.activeFromPrevious && !n.watch.unhealthy &&
+		(n.watch.done || n.previous == nil)
+	if demote {
 		if err := os.Rename(filepath.Join(dir, activeFile), filepath.Join(dir, previousFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			n.log.Warn("keeping the previous bundle failed", "err", err)
 		}
@@ -412,7 +449,7 @@ func (n *Node) activateLocked(c *candidate, now time.Time) error {
 	n.activeFromPrevious = false
 	info := *c.info
 	info.State, info.Activated, info.Waiting = "active", now.UTC(), ""
-	if n.active != nil {
+	if demote {
 		prev := *n.active
 		prev.State = ""
 		n.previous = &prev
@@ -478,7 +515,9 @@ func (n *Node) Kill() {
 	n.stopOnce.Do(func() {
 		n.stopDriver()
 		if n.gossip != nil {
+			n.gossip.mu.Lock()
 			n.gossip.cancel()
+			n.gossip.mu.Unlock()
 			_ = n.gossip.mesh.Shutdown()
 			_ = n.gossip.srv.Close()
 			n.gossip.wg.Wait()

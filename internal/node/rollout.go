@@ -24,6 +24,8 @@ type watchState struct {
 	unhealthy bool
 	reason    string
 	last      rollout.Counters // figures since activation, as of the last step
+	// noPrevious: a rollback was due but there was nothing to return to (logged once).
+	noPrevious bool
 }
 
 // seenRun is when this node first saw a member run a bundle.
@@ -64,7 +66,7 @@ func (n *Node) drive() {
 		case <-t.C:
 		case <-n.kick:
 		}
-		if n.gossip != nil && time.Since(lastPoll) >= 5*n.tick() {
+		if n.gossip != nil && time.Since(lastPoll) >= 2*n.tick() {
 			lastPoll = time.Now()
 			n.gossip.pollControls()
 		}
@@ -74,7 +76,10 @@ func (n *Node) drive() {
 		n.mu.Unlock()
 		if changed && n.gossip != nil {
 			if err := n.gossip.mesh.SetMeta(meta, time.Second); err != nil && !errors.Is(err, mesh.ErrShutdown) {
-				n.log.Warn("publishing the health report failed", "err", err)
+				n.log.Warn("publishing the health report failed; will retry", "err", err)
+				n.mu.Lock()
+				n.lastReport = "" // publish again on the next step
+				n.mu.Unlock()
 			}
 		}
 	}
@@ -185,15 +190,20 @@ func (n *Node) stepLocked(now time.Time) {
 	}
 }
 
-// confirmSet returns the members a node of wave g.Wave confirms with: the nearest earlier
-// wave that has members (the one whose health opened the gate).
+// confirmSet returns the members a node of wave g.Wave confirms with: the first wave (the
+// canaries) and the nearest earlier wave that has members (the one whose health opened the
+// gate).
 func confirmSet(g rollout.Gate) []string {
-	for w := g.Wave - 1; w >= 0; w-- {
+	var out []string
+	if len(g.Waves) > 0 {
+		out = append(out, g.Waves[0]...) // the canaries, whose failure matters most
+	}
+	for w := g.Wave - 1; w > 0; w-- {
 		if w < len(g.Waves) && len(g.Waves[w]) > 0 {
-			return g.Waves[w]
+			return append(out, g.Waves[w]...)
 		}
 	}
-	return nil
+	return out
 }
 
 func (n *Node) membersByName() map[string]mesh.Member {
@@ -224,7 +234,52 @@ func (n *Node) gateLocked(p *candidate, now time.Time) rollout.Gate {
 		// One wave, or a standalone node: no one to wait for.
 		return rollout.Gate{Open: true}
 	}
-	return rollout.Check(n.boot.Name, p.info.Hash, p.plan, n.peersLocked(now), now)
+	peers := n.peersLocked(now)
+	// A node ranks itself among the members it sees. Just after a restart, or cut off from
+	// most of the mesh, it sees few of them and could rank itself first: the canary of a
+	// bundle the real canary may already have failed on. So it waits until it has compared
+	// control records with a peer since it started, and sees at least half of the most
+	// members it has seen in the last day.
+	peak := n.peakLocked(len(peers), now)
+	if !n.synced.Load() && (len(peers) > 1 || peak > 1) {
+		return rollout.Gate{Waiting: "catching up with the mesh (control records) before taking a wave"}
+	}
+	if len(peers) < (peak+1)/2 {
+		return rollout.Gate{Waiting: fmt.Sprintf("sees %d members of the %d seen lately: too few to rank itself among", len(peers), peak)}
+	}
+	return rollout.Check(n.boot.Name, p.info.Hash, p.plan, peers, now)
+}
+
+// peakFile keeps the most members a node has seen, across restarts.
+const peakFile = "mesh-peak.json"
+
+// peakLocked records alive (members seen now, the node included) and returns the most
+// seen in the last 24 hours. A mesh that shrank for good (nodes retired) is believed after
+// a day.
+func (n *Node) peakLocked(alive int, now time.Time) int {
+	path := filepath.Join(n.boot.DataDir, peakFile)
+	if n.peak.Count == 0 {
+		if b, err := os.ReadFile(path); err == nil {
+			_ = json.Unmarshal(b, &n.peak)
+		}
+	}
+	if alive >= n.peak.Count || now.Sub(n.peak.At) > 24*time.Hour {
+		changed := alive != n.peak.Count
+		n.peak.Count, n.peak.At = alive, now
+		if changed {
+			b, _ := json.Marshal(n.peak)
+			if err := writeAtomic(path, b); err != nil {
+				n.log.Warn("persisting the member peak failed", "err", err)
+			}
+		}
+	}
+	return n.peak.Count
+}
+
+// memberPeak is the most members seen, and when.
+type memberPeak struct {
+	Count int       `json:"count"`
+	At    time.Time `json:"at"`
 }
 
 // peersLocked returns what this node knows of each alive member's bundle and health,
@@ -306,9 +361,9 @@ func (n *Node) rollbackLocked(reason string, now time.Time) {
 	from := n.active
 	dir := filepath.Join(n.boot.DataDir, bundleDir)
 	if n.previous == nil || n.activeFromPrevious {
-		if n.watch.reason != "no-previous" {
+		if !n.watch.noPrevious {
 			n.log.Error("cannot roll back: no previous good bundle on this node; keeping the active one", "serial", from.Serial, "reason", reason)
-			n.watch.reason = "no-previous"
+			n.watch.noPrevious = true
 		}
 		return
 	}
@@ -333,6 +388,10 @@ func (n *Node) rollbackLocked(reason string, now time.Time) {
 	info := *prev.info
 	info.State, info.Activated = "active", now.UTC()
 	n.active, n.activePlan, n.previous = &info, prev.plan, nil
+	if n.watch.unhealthy {
+		n.lastUnhealthy = fmt.Sprintf("unhealthy on serial %d (%s) at %s: %s; rolled back to serial %d",
+			from.Serial, short(from.Hash), now.UTC().Format(time.RFC3339), n.watch.reason, info.Serial)
+	}
 	n.watch = watchState{hash: info.Hash, start: now, base: n.health(), done: true}
 	if n.pending == nil || n.pending.info.Serial < from.Serial {
 		if c, err := n.check(rolled); err == nil {
@@ -361,13 +420,11 @@ func (n *Node) reportLocked() (mesh.Meta, bool) {
 		return meta, false
 	}
 	r := control.Report{Node: n.boot.Name, Bundle: n.active.Hash, Serial: n.active.Serial, Healthy: !n.watch.unhealthy}
-	// The figures change with every request; republishing them each time would flood the
-	// mesh. They are sent with each change of state, and refreshed every 10 s while the
-	// node watches a new bundle.
+	// The figures change with every request, and every metadata update is a gossip
+	// broadcast that all members relay: refreshing them periodically on every node saturated
+	// gossip at 200 nodes (bundle announcements and halts were starved). A report goes out
+	// when the node's state changes: a new bundle, unhealthy, watch over.
 	key := fmt.Sprintf("%s/%t/%t", r.Bundle, r.Healthy, n.watch.done)
-	if !n.watch.done {
-		key += "/" + time.Now().Truncate(10*time.Second).String()
-	}
 	if key == n.lastReport {
 		return meta, false
 	}
@@ -405,9 +462,15 @@ func (n *Node) AddControl(b []byte) (*RolloutStatus, error) {
 // addControlLocked verifies and keeps a record, persists the set and gossips the record
 // if it was new. n.mu is held.
 func (n *Node) addControlLocked(s control.Signed) (*control.Record, error) {
-	r, isNew, err := n.controls.Add(n.verifier(), s)
-	if err != nil || !isNew {
+	r, isNew, err := n.controls.Add(n.verifier(true), s)
+	if err != nil {
 		return r, err
+	}
+	if !isNew {
+		if !n.controls.Has(s) {
+			return r, errors.New("control record not kept: the record set is full and it is older than every record in it")
+		}
+		return r, nil
 	}
 	n.log.Info("control record", "kind", r.Kind, "bundle", r.Bundle, "stage", r.Stage, "site", r.Site, "on", r.On, "node", r.Node, "key", r.KeyID, "reason", r.Reason)
 	n.saveControls()
@@ -422,8 +485,8 @@ func (n *Node) addControlLocked(s control.Signed) (*control.Record, error) {
 
 // verifier checks control records: operator ones with the trusted keys, node reports with
 // the key the node publishes.
-func (n *Node) verifier() control.Verifier {
-	return control.Verifier{Trust: n.boot.trust, NodeKey: func(name string) (ed25519.PublicKey, bool) {
+func (n *Node) verifier(known bool) control.Verifier {
+	return control.Verifier{Trust: n.boot.trust, RequireKnownNode: known, NodeKey: func(name string) (ed25519.PublicKey, bool) {
 		if name == n.boot.Name {
 			return n.key.Public().(ed25519.PublicKey), true
 		}
@@ -438,15 +501,33 @@ func (n *Node) verifier() control.Verifier {
 }
 
 // heardControl takes a record from gossip or catch-up (no lock held).
-func (n *Node) heardControl(s control.Signed) {
+func (n *Node) heardControl(s control.Signed) { n.heardControls([]control.Signed{s}) }
+
+// heardControls takes records from gossip or a peer's catch-up (no lock held): checked,
+// kept and saved once. They are not broadcast again: gossip relays what it carries, and a
+// catch-up's records are old news to the mesh.
+func (n *Node) heardControls(list []control.Signed) {
 	n.mu.Lock()
-	_, err := n.addControlLocked(s)
-	n.mu.Unlock()
-	if err != nil {
-		n.log.Warn("control record refused", "err", err)
-		return
+	added := 0
+	for _, s := range list {
+		r, isNew, err := n.controls.Add(n.verifier(true), s)
+		if err != nil {
+			n.log.Warn("control record refused", "err", err)
+			continue
+		}
+		if isNew {
+			added++
+			n.log.Info("control record", "kind", r.Kind, "bundle", r.Bundle, "stage", r.Stage, "site", r.Site, "on", r.On, "node", r.Node, "key", r.KeyID, "reason", r.Reason)
+		}
 	}
-	n.poke()
+	if added > 0 {
+		n.saveControls()
+		n.publish()
+	}
+	n.mu.Unlock()
+	if added > 0 {
+		n.poke()
+	}
 }
 
 func (n *Node) loadControls() {
@@ -463,7 +544,9 @@ func (n *Node) loadControls() {
 		return
 	}
 	for _, s := range list {
-		if _, _, err := n.controls.Add(n.verifier(), s); err != nil {
+		// Stored records were checked when they came; their reporters may not be members
+		// any more, so only signatures are checked again.
+		if _, _, err := n.controls.Add(n.verifier(false), s); err != nil {
 			n.log.Warn("stored control record refused", "err", err)
 		}
 	}
@@ -538,12 +621,14 @@ type MemberStatus struct {
 
 // WatchStatus is the node's watch over its own health on the active bundle.
 type WatchStatus struct {
-	Bundle   string           `json:"bundle,omitempty"`
-	Healthy  bool             `json:"healthy"`
-	Done     bool             `json:"done"` // watched long enough: the bundle is good here
-	Reason   string           `json:"reason,omitempty"`
-	Left     string           `json:"left,omitempty"`
-	Counters rollout.Counters `json:"counters"`
+	Bundle  string `json:"bundle,omitempty"`
+	Healthy bool   `json:"healthy"`
+	Done    bool   `json:"done"` // watched long enough: the bundle is good here
+	Reason  string `json:"reason,omitempty"`
+	Left    string `json:"left,omitempty"`
+	// LastUnhealthy is this node's last verdict against a bundle it rolled back from.
+	LastUnhealthy string           `json:"last_unhealthy,omitempty"`
+	Counters      rollout.Counters `json:"counters"`
 }
 
 // Rollout reports the rollout state.
@@ -556,7 +641,7 @@ func (n *Node) Rollout() *RolloutStatus {
 func (n *Node) rolloutLocked(now time.Time) *RolloutStatus {
 	st := &RolloutStatus{Node: n.boot.Name, State: "none", KillSwitches: n.controls.Switches()}
 	w := n.watch
-	st.Watch = WatchStatus{Bundle: w.hash, Healthy: !w.unhealthy, Done: w.done, Counters: w.last}
+	st.Watch = WatchStatus{Bundle: w.hash, Healthy: !w.unhealthy, Done: w.done, Counters: w.last, LastUnhealthy: n.lastUnhealthy}
 	if w.unhealthy {
 		st.Watch.Reason = w.reason
 	}
@@ -583,9 +668,13 @@ func (n *Node) rolloutLocked(now time.Time) *RolloutStatus {
 	if bs := n.controls.Bundle(st.Bundle); bs.Halted {
 		bsc := bs
 		st.Stopped = &bsc
-		st.State = "halted"
-		if bs.Rollback {
+		switch {
+		case bs.Rollback:
 			st.State = "rolled back"
+		case st.State == "active":
+			st.State = "active, rollout halted"
+		default:
+			st.State = "halted"
 		}
 	}
 	peers := []rollout.Peer{{Name: n.boot.Name}}

@@ -286,11 +286,57 @@ func TestConfirmAsksTheWaveBefore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := a.controls.Add(a.verifier(), s); err != nil {
+	if _, _, err := a.controls.Add(a.verifier(true), s); err != nil {
 		t.Fatal(err)
 	}
 	err = b.gossip.confirmAll(c, []string{"n0"}, members)
 	if err == nil || !b.controls.Bundle(c.info.Hash).Halted {
 		t.Fatalf("the halt known to the wave before was not taken: %v", err)
 	}
+}
+
+// TestRestartedNodeDoesNotCanaryItself: a node that held a bundle for a later wave and
+// restarts sees, for a moment, only itself; it must not rank itself first and start the
+// bundle before it has caught up with the mesh.
+func TestRestartedNodeDoesNotCanaryItself(t *testing.T) {
+	op := newKey(t)
+	nodes, o := meshOnSerial1(t, 3, op)
+	b := signed(t, staged(2, o, "rollout:\n  waves:\n    - {nodes: 1, bake: 1h}\n    - {percent: 100}\n"), op)
+	if code, out := push(t, nodes[0], b); code != 200 {
+		t.Fatalf("push: %s", out)
+	}
+	waitFor(t, "the canary on serial 2", 10*time.Second, func() bool { return countSerial(nodes, 2) == 1 })
+	var held *Node
+	waitFor(t, "a later-wave node holding serial 2", 10*time.Second, func() bool {
+		for _, n := range nodes {
+			if st := n.State(); st.Pending != nil && st.Pending.Serial == 2 {
+				held = n
+				return true
+			}
+		}
+		return false
+	})
+	var live *Node
+	for _, n := range nodes {
+		if n != held {
+			live = n
+		}
+	}
+	boot := held.boot
+	held.Kill()
+	boot.Mesh.Join = []string{live.MeshAddr()}
+	n := start(t, boot)
+	defer stop(t, n)
+	deadline := time.Now().Add(4 * time.Second)
+	for time.Now().Before(deadline) {
+		if activeSerial(n) == 2 {
+			t.Fatalf("the restarted node started serial 2 on its own: %+v", n.Rollout())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r := n.Rollout()
+	if r.State != "pending" || r.Wave == 0 {
+		t.Fatalf("restarted node: %+v", r)
+	}
+	t.Logf("restarted node waits: %s", r.Waiting)
 }
