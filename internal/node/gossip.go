@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,6 +63,11 @@ func startGossip(n *Node, c *MeshConfig) (*gossip, error) {
 	ln, err := net.Listen("tcp", c.Fetch)
 	if err != nil {
 		return nil, fmt.Errorf("mesh.fetch %s: %w", c.Fetch, err)
+	}
+	if c.FetchURL == "http://"+c.Fetch && strings.HasSuffix(c.Fetch, ":0") {
+		// Port 0 (tests, simulations): peers must be told the port actually bound.
+		c.FetchURL = "http://" + ln.Addr().String()
+		g.url = c.FetchURL
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/bundles/{hash}", g.serveBundle)

@@ -225,6 +225,7 @@ func Start(boot *Bootstrap, log *slog.Logger) (*Node, error) {
 			_ = e.Shutdown(context.Background())
 			return nil, err
 		}
+		n.publish() // again: the fetch URL is known now when mesh.fetch had port 0
 		if a := n.published.Load(); a != nil && a.Hash != "" {
 			n.gossip.announce(*a)
 		}
