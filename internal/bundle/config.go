@@ -22,6 +22,8 @@ type Config struct {
 	Sites  []Site `yaml:"sites" json:"sites"`
 	// Rollout is how the bundle spreads through the mesh (rollout.go); nil: everywhere at once.
 	Rollout *Rollout `yaml:"rollout" json:"rollout,omitempty"`
+	// DNS holds the zones the nodes serve as authoritative nameservers (dns.go); nil: none.
+	DNS *DNS `yaml:"dns" json:"dns,omitempty"`
 }
 
 // Site is one site: snapshot.SiteSpec.
@@ -293,6 +295,9 @@ func Validate(c *Config) error {
 		errs = append(errs, err)
 	}
 	if err := c.planErr(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.DNS.validate(c.Serial); err != nil {
 		errs = append(errs, err)
 	}
 	return invalid(errors.Join(errs...))

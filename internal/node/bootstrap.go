@@ -27,16 +27,22 @@ const MaxBootstrapBytes = 64 << 10
 // comes in signed bundles.
 type Bootstrap struct {
 	Name     string `yaml:"name"`     // unique in the mesh: letters, digits, '-'
-	Region   string `yaml:"region"`   // e.g. eu-west; shown in status, used for DNS steering later
+	Region   string `yaml:"region"`   // e.g. eu-west; shown in status; DNS answers prefer nodes of the client's region
 	Provider string `yaml:"provider"` // e.g. hetzner; the docs advise spreading nodes across providers
 	DataDir  string `yaml:"data_dir"` // bundles, cache, admin token
 	// Key is the node's private key file (rhizome keygen), which signs its health reports.
 	// Default: data_dir/node.key, created on first start.
-	Key       string `yaml:"key"`
-	Listen    string `yaml:"listen"` // client traffic; default 127.0.0.1:8080
-	Admin     string `yaml:"admin"`  // admin API; default 127.0.0.1:9090
-	AccessLog *bool  `yaml:"access_log"`
-	Cache     struct {
+	Key    string `yaml:"key"`
+	Listen string `yaml:"listen"` // client traffic; default 127.0.0.1:8080
+	Admin  string `yaml:"admin"`  // admin API; default 127.0.0.1:9090
+	// DNS is where the node answers as an authoritative nameserver for the bundle's zones,
+	// UDP and TCP (e.g. 0.0.0.0:53); absent: no DNS.
+	DNS string `yaml:"dns"`
+	// DNSRateLimit is the UDP responses per second per client /24 or /56 before responses
+	// slip (response rate limiting, against reflection); 0: 100; -1: off.
+	DNSRateLimit int   `yaml:"dns_rate_limit"`
+	AccessLog    *bool `yaml:"access_log"`
+	Cache        struct {
 		Memory string `yaml:"memory"` // default 256MiB
 		Disk   string `yaml:"disk"`   // default 1GiB
 	} `yaml:"cache"`
@@ -101,6 +107,11 @@ func ParseBootstrap(b []byte) (*Bootstrap, error) {
 	}
 	if bs.Admin == "" {
 		bs.Admin = "127.0.0.1:9090"
+	}
+	if bs.DNS != "" {
+		if _, _, err := net.SplitHostPort(bs.DNS); err != nil {
+			bad("dns", "%q: want host:port, e.g. 0.0.0.0:53", bs.DNS)
+		}
 	}
 	bs.memory, bs.dsk = 256<<20, 1<<30
 	if bs.Cache.Memory != "" {

@@ -21,6 +21,7 @@ import (
 	"rhizome/internal/admin"
 	"rhizome/internal/bundle"
 	"rhizome/internal/control"
+	"rhizome/internal/dns"
 	"rhizome/internal/edge"
 	"rhizome/internal/mesh"
 	"rhizome/internal/proxy"
@@ -106,7 +107,9 @@ type Node struct {
 	log  *slog.Logger
 	Edge *edge.Node
 
-	gossip    *gossip                           // nil for a standalone node
+	gossip    *gossip     // nil for a standalone node
+	dns       *dns.Server // nil unless the bootstrap names a dns address
+	steer     *steerer
 	published atomic.Pointer[mesh.Announcement] // what this node runs, for the mesh; read without n.mu
 
 	stopOnce sync.Once
@@ -124,7 +127,8 @@ type Node struct {
 	mu                 sync.Mutex // serialises Apply and the rollout driver
 	active             *BundleInfo
 	activePlan         rollout.Plan
-	activeFromPrevious bool // loaded from previous.bundle at start (active.bundle was unusable)
+	activeBody         *bundle.Body // the active bundle's content (its DNS section)
+	activeFromPrevious bool         // loaded from previous.bundle at start (active.bundle was unusable)
 	previous           *BundleInfo
 	pending            *candidate
 	watch              watchState
@@ -167,7 +171,7 @@ func Start(boot *Bootstrap, log *slog.Logger) (*Node, error) {
 			n.refuse(nil, err)
 			continue
 		}
-		snap, n.active, n.activePlan = c.snap, c.info, c.plan
+		snap, n.active, n.activePlan, n.activeBody = c.snap, c.info, c.plan, c.body
 		n.activeFromPrevious = f == previousFile
 		n.log.Info("serving last-known-good bundle", "file", f, "serial", c.info.Serial, "hash", c.info.Hash)
 		break
@@ -230,6 +234,19 @@ func Start(boot *Bootstrap, log *slog.Logger) (*Node, error) {
 			n.gossip.announce(*a)
 		}
 	}
+	if boot.DNS != "" {
+		n.steer = &steerer{n: n}
+		n.dns = dns.NewServer(nil, dns.Config{Steerer: n.steer, Logger: n.log, RateLimit: boot.DNSRateLimit})
+		n.mu.Lock()
+		n.useDNSLocked()
+		n.steer.refreshLocked()
+		n.mu.Unlock()
+		if err := n.dns.Start(boot.DNS); err != nil {
+			n.Kill()
+			return nil, fmt.Errorf("dns %s: %w", boot.DNS, err)
+		}
+		n.log.Info("authoritative DNS serving", "addr", n.dns.Addr())
+	}
 	n.driverWG.Add(1)
 	go n.drive()
 	n.poke()
@@ -272,6 +289,34 @@ func (n *Node) Active() *BundleInfo {
 
 // Stopped says what the node's control records say about bundle hash.
 func (n *Node) Stopped(hash string) control.BundleState { return n.controls.Bundle(hash) }
+
+// DNSAddr is the address the node answers DNS on ("" without DNS).
+func (n *Node) DNSAddr() string {
+	if n.dns == nil {
+		return ""
+	}
+	return n.dns.Addr()
+}
+
+// useDNSLocked gives the DNS server the zones and steering data of the active bundle.
+// The bundle was validated, so compiling cannot fail unless the code changed under it.
+func (n *Node) useDNSLocked() {
+	if n.dns == nil {
+		return
+	}
+	var cfg *bundle.DNS
+	serial := uint64(0)
+	if n.activeBody != nil {
+		cfg, serial = n.activeBody.Config.DNS, n.activeBody.Serial
+	}
+	z, err := dns.Compile(cfg.ZoneSpecs(), uint32(serial))
+	if err != nil {
+		n.log.Error("dns zones of the active bundle do not compile; keeping the previous ones", "err", err)
+		return
+	}
+	n.dns.Swap(z)
+	n.steer.nodes.Store(compileDNSNodes(cfg))
+}
 
 // MeshAddr is the gossip address other nodes join (the bound one when mesh.bind has port
 // 0); "" for a standalone node.
@@ -447,6 +492,8 @@ func (n *Node) activateLocked(c *candidate, now time.Time) error {
 		_ = os.Remove(filepath.Join(dir, pendingFile))
 	}
 	n.Edge.Proxy.Swap(c.snap)
+	n.activeBody = c.body
+	n.useDNSLocked()
 	n.activeFromPrevious = false
 	info := *c.info
 	info.State, info.Activated, info.Waiting = "active", now.UTC(), ""
@@ -515,6 +562,9 @@ func (n *Node) State() State {
 func (n *Node) Kill() {
 	n.stopOnce.Do(func() {
 		n.stopDriver()
+		if n.dns != nil {
+			_ = n.dns.Shutdown(context.Background())
+		}
 		if n.gossip != nil {
 			n.gossip.mu.Lock()
 			n.gossip.cancel()
@@ -531,6 +581,9 @@ func (n *Node) Kill() {
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.stopOnce.Do(func() {
 		n.stopDriver()
+		if n.dns != nil {
+			_ = n.dns.Shutdown(ctx)
+		}
 		if n.gossip != nil {
 			n.gossip.stop()
 		}

@@ -75,6 +75,9 @@ func (n *Node) drive() {
 		n.mu.Lock()
 		n.stepLocked(time.Now())
 		meta, changed := n.reportLocked()
+		if n.steer != nil {
+			n.steer.refreshLocked()
+		}
 		n.mu.Unlock()
 		if changed {
 			pendingMeta = &meta
@@ -421,6 +424,8 @@ func (n *Node) rollbackLocked(reason string, now time.Time) {
 	}
 	_ = os.Remove(filepath.Join(dir, previousFile))
 	n.Edge.Proxy.Swap(prev.snap)
+	n.activeBody = prev.body
+	n.useDNSLocked()
 	info := *prev.info
 	info.State, info.Activated = "active", now.UTC()
 	n.active, n.activePlan, n.previous = &info, prev.plan, nil

@@ -1,0 +1,184 @@
+package node
+
+import (
+	"hash/fnv"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"sync/atomic"
+
+	"rhizome/internal/bundle"
+	"rhizome/internal/mesh"
+)
+
+// dnsNodes is the compiled DNS steering data of the active bundle: where clients reach
+// each node, its weight, and which client prefixes belong to which region.
+type dnsNodes struct {
+	nodes   []dnsNode
+	regions []dnsRegion
+}
+
+type dnsNode struct {
+	name   string
+	addrs  []netip.Addr
+	weight int
+}
+
+type dnsRegion struct {
+	name     string
+	prefixes []netip.Prefix
+}
+
+// compileDNSNodes reads the bundle's dns.nodes and dns.regions (already validated).
+func compileDNSNodes(d *bundle.DNS) *dnsNodes {
+	out := &dnsNodes{}
+	if d == nil {
+		return out
+	}
+	for _, n := range d.Nodes {
+		dn := dnsNode{name: n.Name, weight: max(n.Weight, 1)}
+		for _, a := range n.Addresses {
+			if ip, err := netip.ParseAddr(a); err == nil {
+				dn.addrs = append(dn.addrs, ip.Unmap())
+			}
+		}
+		out.nodes = append(out.nodes, dn)
+	}
+	for _, r := range d.Regions {
+		dr := dnsRegion{name: r.Name}
+		for _, p := range r.Prefixes {
+			if pfx, err := netip.ParsePrefix(p); err == nil {
+				dr.prefixes = append(dr.prefixes, pfx.Masked())
+			} else if ip, err := netip.ParseAddr(p); err == nil {
+				dr.prefixes = append(dr.prefixes, netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen()))
+			}
+		}
+		out.regions = append(out.regions, dr)
+	}
+	return out
+}
+
+// steerer answers proxied names with the addresses of nodes that are alive in the mesh,
+// healthy on their bundle and not leaving, preferring the client's region, spread by
+// weight. It reads the membership memberlist keeps and the reports in it; it never blocks
+// on the control plane beyond copying the member table.
+type steerer struct {
+	n     *Node
+	nodes atomic.Pointer[dnsNodes]
+	ok    atomic.Pointer[map[string]string] // qualifying node -> its region
+	stats struct{ failOpen atomic.Uint64 }
+}
+
+// refreshLocked recomputes which nodes may be in answers: alive in the mesh (not dead, not
+// leaving), with a signed report saying they run a bundle healthy; this node itself when it
+// runs one and is not unhealthy on it. The driver calls it every tick with n.mu held, so
+// that DNS answers read a ready map and never wait for the control plane.
+func (s *steerer) refreshLocked() {
+	n := s.n
+	ok := map[string]string{} // name -> region
+	if n.active != nil && !n.watch.unhealthy {
+		ok[n.boot.Name] = n.boot.Region
+	}
+	if n.gossip != nil {
+		for _, m := range n.gossip.mesh.Members() {
+			if m.Name == n.boot.Name || m.State != mesh.StateAlive {
+				continue
+			}
+			if rep := n.verifiedReport(m); rep != nil && rep.Healthy {
+				ok[m.Name] = m.Meta.Region
+			}
+		}
+	}
+	s.ok.Store(&ok)
+}
+
+func (s *steerer) qualifying() map[string]string {
+	if p := s.ok.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Steer implements dns.Steerer.
+func (s *steerer) Steer(name string, client netip.Addr, family int, limit int) ([]netip.Addr, bool) {
+	d := s.nodes.Load()
+	if d == nil || len(d.nodes) == 0 || limit <= 0 {
+		return nil, false
+	}
+	ok := s.qualifying()
+	region := ""
+	client = client.Unmap()
+	for _, r := range d.regions {
+		if slices.ContainsFunc(r.prefixes, func(p netip.Prefix) bool { return p.Contains(client) }) {
+			region = r.name
+			break
+		}
+	}
+	type cand struct {
+		addr   netip.Addr
+		weight int
+		local  bool
+	}
+	var cands, all []cand
+	for _, dn := range d.nodes {
+		for _, a := range dn.addrs {
+			if (family == 4) != a.Is4() {
+				continue
+			}
+			all = append(all, cand{addr: a, weight: dn.weight})
+			if r, qualifies := ok[dn.name]; qualifies {
+				cands = append(cands, cand{addr: a, weight: dn.weight, local: region != "" && r == region})
+			}
+		}
+	}
+	if len(all) == 0 {
+		return nil, false
+	}
+	failOpen := len(cands) == 0
+	if failOpen {
+		// Never answer empty: with no node known to be good, every node is a better answer
+		// than none (the client may reach one the mesh cannot).
+		s.stats.failOpen.Add(1)
+		cands = all
+	}
+	if region != "" && slices.ContainsFunc(cands, func(c cand) bool { return c.local }) {
+		// The client's region first; others only fill the answer up to the limit.
+		slices.SortStableFunc(cands, func(a, b cand) int {
+			switch {
+			case a.local && !b.local:
+				return -1
+			case b.local && !a.local:
+				return 1
+			}
+			return 0
+		})
+	}
+	// Weighted choice without replacement, local ones before the rest. The seed mixes the
+	// name so that answers for different names spread independently.
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	r := rand.New(rand.NewPCG(h.Sum64(), rand.Uint64()))
+	var out []netip.Addr
+	for _, local := range []bool{true, false} {
+		var pool []cand
+		for _, c := range cands {
+			if c.local == local {
+				pool = append(pool, c)
+			}
+		}
+		for len(pool) > 0 && len(out) < limit {
+			total := 0
+			for _, c := range pool {
+				total += c.weight
+			}
+			x := r.IntN(total)
+			i := 0
+			for ; x >= pool[i].weight; i++ {
+				x -= pool[i].weight
+			}
+			out = append(out, pool[i].addr)
+			pool = slices.Delete(pool, i, i+1)
+		}
+	}
+	return out, failOpen
+}
