@@ -72,6 +72,12 @@ func freePort(t *testing.T) int {
 // public key pub, with fast timers; they are killed when the test ends.
 func startProcs(t *testing.T, dir, prefix string, count int, pub string) []*proc {
 	t.Helper()
+	return startProcsWith(t, dir, prefix, count, pub, nil)
+}
+
+// startProcsWith is startProcs with extra bootstrap lines for node i.
+func startProcsWith(t *testing.T, dir, prefix string, count int, pub string, extra func(i int) string) []*proc {
+	t.Helper()
 	var ps []*proc
 	for i := range count {
 		p := &proc{name: fmt.Sprintf("%s%d", prefix, i), dir: filepath.Join(dir, fmt.Sprintf("%s%d", prefix, i)),
@@ -83,6 +89,9 @@ func startProcs(t *testing.T, dir, prefix string, count int, pub string) []*proc
 		}
 		cfg := fmt.Sprintf("name: %s\nregion: local\ndata_dir: %s\nlisten: %s\nadmin: %s\naccess_log: false\nmesh:\n  bind: %s\n  fetch: 127.0.0.1:%d\n  fast_timers: true\n%strust:\n  keys: [%s]\n",
 			p.name, p.dir, p.listen, p.admin, p.gossip, freePort(t), join, pub)
+		if extra != nil {
+			cfg += extra(i)
+		}
 		p.config = filepath.Join(dir, p.name+".yaml")
 		if err := os.WriteFile(p.config, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
