@@ -9,7 +9,8 @@
 # gets a proxied name (answered from the mesh's healthy nodes) in a second run.
 # rhizome's response rate limiting is turned off (dns_rate_limit: -1): PowerDNS
 # has none by default, and dnsperf sends everything from one address. PowerDNS
-# runs with its defaults (packet cache on). Writes results/dns.md.
+# runs with its defaults (packet cache on) and PDNS_RECEIVERS receiver threads
+# (default 1, its own default; try 2). Writes results/dns.md.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 trap cleanup EXIT
@@ -51,6 +52,8 @@ daemon=no
 guardian=no
 disable-syslog=yes
 loglevel=3
+receiver-threads=${PDNS_RECEIVERS:-1}
+reuseport=yes
 CONF
 
 "$WORK/rhizome" keygen --out "$D/op" >/dev/null
@@ -129,7 +132,7 @@ mkdir -p "$BENCH_DIR/results"
 	echo
 	echo "| server | queries | qps | lost |"
 	echo "|---|---|---:|---:|"
-	echo "| PowerDNS (bind backend, packet cache) | static A, MX, TXT, NXDOMAIN | $pdns_qps | $pdns_lost |"
+	echo "| PowerDNS (bind backend, packet cache, ${PDNS_RECEIVERS:-1} receiver threads) | static A, MX, TXT, NXDOMAIN | $pdns_qps | $pdns_lost |"
 	echo "| rhizome | static A, MX, TXT, NXDOMAIN | $rz_qps | $rz_lost |"
 	echo "| rhizome | proxied name (steered per query) | $rzp_qps | $rzp_lost |"
 	echo

@@ -63,7 +63,8 @@ type Server struct {
 	}
 
 	mu       sync.Mutex
-	udp, tcp *dns.Server   // nil when not serving
+	udp, tcp *dns.Server   // nil when not serving (udp also when fast serves UDP)
+	fast     *udpLoop      // UDP on a socket bound to one address
 	served   chan struct{} // closed when both serving goroutines returned
 	addr     string
 }
@@ -94,7 +95,7 @@ func (s *Server) Swap(z *Zones) { s.zones.Store(z) }
 func (s *Server) Start(addr string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.udp != nil {
+	if s.tcp != nil {
 		return fmt.Errorf("already serving on %s", s.addr)
 	}
 	pc, ln, err := listen(addr) // net's errors name the address
@@ -102,15 +103,23 @@ func (s *Server) Start(addr string) error {
 		return err
 	}
 	h := handler{s}
-	udp := &dns.Server{PacketConn: pc, Handler: h, UDPSize: readUDPSize,
-		MsgAcceptFunc: s.accept, MsgInvalidFunc: s.invalid}
 	tcp := &dns.Server{Listener: newLimitListener(ln, maxTCPConns), Handler: h,
 		MsgAcceptFunc: s.accept, MsgInvalidFunc: s.invalid}
+	servers := []*dns.Server{tcp}
+	var udp *dns.Server
+	var fast *udpLoop
+	if uc, ok := pc.(*net.UDPConn); ok && !uc.LocalAddr().(*net.UDPAddr).IP.IsUnspecified() {
+		fast = &udpLoop{s: s, pc: uc}
+	} else {
+		udp = &dns.Server{PacketConn: pc, Handler: h, UDPSize: readUDPSize,
+			MsgAcceptFunc: s.accept, MsgInvalidFunc: s.invalid}
+		servers = append(servers, udp)
+	}
 	started := make(chan struct{}, 2)
 	errs := make(chan error, 2)
 	served := make(chan struct{})
 	var wg sync.WaitGroup
-	for _, srv := range []*dns.Server{udp, tcp} {
+	for _, srv := range servers {
 		srv.NotifyStartedFunc = func() { started <- struct{}{} }
 		wg.Add(1)
 		go func() {
@@ -121,12 +130,13 @@ func (s *Server) Start(addr string) error {
 		}()
 	}
 	go func() { wg.Wait(); close(served) }()
-	for range 2 {
+	for range servers {
 		select {
 		case <-started:
 		case err := <-errs:
-			_ = udp.Shutdown()
-			_ = tcp.Shutdown()
+			for _, srv := range servers {
+				_ = srv.Shutdown()
+			}
 			pc.Close()
 			ln.Close()
 			return fmt.Errorf("serve %s: %w", pc.LocalAddr(), err)
@@ -139,7 +149,10 @@ func (s *Server) Start(addr string) error {
 		}
 	}()
 	go func() { <-served; close(errs) }()
-	s.udp, s.tcp, s.served, s.addr = udp, tcp, served, pc.LocalAddr().String()
+	if fast != nil {
+		fast.start()
+	}
+	s.udp, s.fast, s.tcp, s.served, s.addr = udp, fast, tcp, served, pc.LocalAddr().String()
 	return nil
 }
 
@@ -181,13 +194,21 @@ func (s *Server) Addr() string {
 // until ctx is done. Shutting down a server that does not serve does nothing.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	udp, tcp, served := s.udp, s.tcp, s.served
-	s.udp, s.tcp, s.served, s.addr = nil, nil, nil, ""
+	udp, fast, tcp, served := s.udp, s.fast, s.tcp, s.served
+	s.udp, s.fast, s.tcp, s.served, s.addr = nil, nil, nil, nil, ""
 	s.mu.Unlock()
-	if udp == nil {
+	if tcp == nil {
 		return nil
 	}
-	err := errors.Join(udp.ShutdownContext(ctx), tcp.ShutdownContext(ctx))
+	err := tcp.ShutdownContext(ctx)
+	if udp != nil {
+		err = errors.Join(err, udp.ShutdownContext(ctx))
+	}
+	if fast != nil {
+		if cerr := fast.stop(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+			err = errors.Join(err, cerr)
+		}
+	}
 	select {
 	case <-served:
 	case <-ctx.Done():

@@ -349,3 +349,28 @@ func TestDig(t *testing.T) {
 		t.Errorf("dig big: want 40 answers after the TCP retry:\n%s", out)
 	}
 }
+
+// TestServerWildcardAddress: bound to every address, UDP is served by miekg/dns's loop,
+// which sends each response from the address its query came to; bound to one address, by
+// the server's own loop. Both answer alike.
+func TestServerWildcardAddress(t *testing.T) {
+	s := NewServer(testZones(t), Config{Logger: slog.New(slog.DiscardHandler), RateLimit: -1})
+	if err := s.Start("0.0.0.0:0"); err != nil {
+		t.Skipf("cannot bind 0.0.0.0: %v", err)
+	}
+	defer s.Shutdown(context.Background())
+	if s.fast != nil {
+		t.Fatal("the own UDP loop serves a wildcard address")
+	}
+	_, port, _ := net.SplitHostPort(s.Addr())
+	for _, network := range []string{"udp", "tcp"} {
+		r := exchange(t, network, "127.0.0.1:"+port, query("www.example.com.", dns.TypeA))
+		if !r.Authoritative || len(r.Answer) != 2 {
+			t.Errorf("%s on 0.0.0.0: %v", network, r)
+		}
+	}
+	one := startServer(t, testZones(t), Config{RateLimit: -1})
+	if one.fast == nil {
+		t.Fatal("a server bound to 127.0.0.1 does not use its own UDP loop")
+	}
+}
