@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -32,21 +33,33 @@ func (b *controlBroadcast) Finished()                             {}
 
 // firstControl records the hash of payload and reports whether it was new.
 func (m *Mesh) firstControl(payload []byte) bool {
-	id := sha256.Sum256(payload)
-	m.purgeMu.Lock()
-	defer m.purgeMu.Unlock()
-	if m.controlIDs == nil {
-		m.controlIDs = map[[32]byte]bool{}
+	return m.controls.add(sha256.Sum256(payload), maxControlIDs)
+}
+
+// seenSet remembers the last keys added, up to a bound, so that gossip delivers and relays
+// each message once. Safe for concurrent use; the zero value is ready.
+type seenSet[K comparable] struct {
+	mu    sync.Mutex
+	seen  map[K]bool
+	order []K
+}
+
+// add records k and reports whether it was new, forgetting the oldest key beyond limit.
+func (s *seenSet[K]) add(k K, limit int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen == nil {
+		s.seen = map[K]bool{}
 	}
-	if m.controlIDs[id] {
+	if s.seen[k] {
 		return false
 	}
-	if len(m.controlOrder) >= maxControlIDs {
-		delete(m.controlIDs, m.controlOrder[0])
-		m.controlOrder = m.controlOrder[1:]
+	if len(s.order) >= limit {
+		delete(s.seen, s.order[0])
+		s.order = s.order[1:]
 	}
-	m.controlIDs[id] = true
-	m.controlOrder = append(m.controlOrder, id)
+	s.seen[k] = true
+	s.order = append(s.order, k)
 	return true
 }
 

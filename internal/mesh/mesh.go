@@ -23,12 +23,8 @@ var ErrShutdown = errors.New("mesh: shut down")
 // methods are safe for concurrent use. Call [Mesh.Shutdown] to release its
 // sockets and goroutines.
 type Mesh struct {
-	purgeMu    sync.Mutex
-	purgeIDs   map[string]bool // purge ids seen, bounded by maxPurgeIDs
-	purgeOrder []string
-	// Control record hashes seen (under purgeMu), bounded by maxControlIDs.
-	controlIDs   map[[32]byte]bool
-	controlOrder [][32]byte
+	purges   seenSet[string]   // purge ids delivered, bounded by maxPurgeIDs
+	controls seenSet[[32]byte] // control record hashes delivered, bounded by maxControlIDs
 
 	cfg   settings
 	meta  atomic.Pointer[encodedMeta] // what NodeMeta sends; SetMeta replaces it

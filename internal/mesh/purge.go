@@ -90,23 +90,7 @@ func (b *purgeBroadcast) Finished()                             {}
 const maxPurgeIDs = 4096
 
 // firstPurge records id and reports whether it was new.
-func (m *Mesh) firstPurge(id string) bool {
-	m.purgeMu.Lock()
-	defer m.purgeMu.Unlock()
-	if m.purgeIDs == nil {
-		m.purgeIDs = map[string]bool{}
-	}
-	if m.purgeIDs[id] {
-		return false
-	}
-	if len(m.purgeOrder) >= maxPurgeIDs {
-		delete(m.purgeIDs, m.purgeOrder[0])
-		m.purgeOrder = m.purgeOrder[1:]
-	}
-	m.purgeIDs[id] = true
-	m.purgeOrder = append(m.purgeOrder, id)
-	return true
-}
+func (m *Mesh) firstPurge(id string) bool { return m.purges.add(id, maxPurgeIDs) }
 
 // Purge broadcasts p to the mesh (From defaults to this node). It is applied on this node
 // by the caller, not here.
