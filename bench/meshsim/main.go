@@ -2,7 +2,7 @@
 // (each with its own data dir, proxy, admin, gossip and fetch sockets on loopback), pushes a
 // signed bundle to one of them, and reports how long every node took to activate it (p50,
 // p99, max). Then it stops one node without a goodbye and reports how long the others take
-// to declare it dead. Then (with -blast) it pushes a bad bundle with waves (1 node, 10%, 50%,
+// to declare it dead and to drop it from their DNS answers. Then (with -blast) it pushes a bad bundle with waves (1 node, 10%, 50%,
 // 100%) that breaks every node that runs it, and reports how many nodes ever ran it and how
 // long the canary took to return to the last good bundle. Run: go run ./bench/meshsim -n 50
 package main
@@ -20,6 +20,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	mdns "github.com/miekg/dns"
 
 	"rhizome/internal/bundle"
 	"rhizome/internal/node"
@@ -63,6 +65,14 @@ func run(size int, fast bool, timeout time.Duration) error {
 	for i := range size {
 		var b strings.Builder
 		fmt.Fprintf(&b, "name: n%03d\ndata_dir: %s\nlisten: 127.0.0.1:0\nadmin: 127.0.0.1:0\naccess_log: false\n", i, filepath.Join(dir, fmt.Sprint(i)))
+		// Every node answers DNS; the last one (the one killed at the end) is alone in the
+		// region of 127.0.0.0/8, so every answer to a query from here names it while it
+		// qualifies.
+		region := "r"
+		if i == size-1 {
+			region = "victim"
+		}
+		fmt.Fprintf(&b, "region: %s\ndns: 127.0.0.1:0\ndns_rate_limit: -1\n", region)
 		fmt.Fprintf(&b, "cache: {memory: 4MiB, disk: 16MiB}\nmesh:\n  bind: 127.0.0.1:0\n  fetch: 127.0.0.1:0\n  fast_timers: %v\n", fast)
 		if i > 0 {
 			fmt.Fprintf(&b, "  join: [%s]\n", seed)
@@ -100,7 +110,13 @@ func run(size int, fast bool, timeout time.Duration) error {
 	}
 	fmt.Printf("%d nodes started and converged in %v (fast timers: %v)\n", size, time.Since(start).Round(time.Millisecond), fast)
 
-	b, err := signedBundle(priv, 1, "")
+	var zone strings.Builder
+	zone.WriteString("dns:\n  nodes:\n")
+	for i := range size {
+		fmt.Fprintf(&zone, "    - {name: n%03d, addresses: [%s]}\n", i, nodeAddr(i))
+	}
+	zone.WriteString("  regions:\n    - {name: victim, prefixes: [127.0.0.0/8]}\n  zones:\n    - name: sim.test\n      ns: [ns1]\n      records: [{name: ns1, type: A, value: 192.0.2.53}]\n      proxied: [{name: www, answers: 2}]\n")
+	b, err := signedBundle(priv, 1, zone.String())
 	if err != nil {
 		return err
 	}
@@ -135,6 +151,19 @@ func run(size int, fast bool, timeout time.Duration) error {
 		}
 	}
 
+	// Before the kill, every node's answers name the node about to die (the only node of
+	// the querier's region), or the DNS figure below would prove nothing.
+	if err := waitUntil(timeout, func() bool {
+		for _, nd := range nodes[:size-1] {
+			if !slices.Contains(queryA(nd.DNSAddr(), "www.sim.test."), nodeAddr(size-1)) {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return fmt.Errorf("the node to kill is not in every DNS answer: %w", err)
+	}
+
 	// Detection: the last node stops without leaving (as kill -9 would: no goodbye).
 	victim := nodes[size-1]
 	name := victim.State().Node
@@ -154,7 +183,39 @@ func run(size int, fast bool, timeout time.Duration) error {
 		return fmt.Errorf("dead node not detected: %w", err)
 	}
 	fmt.Printf("dead node out of every member list in %v\n", time.Since(killedAt).Round(time.Millisecond))
+	gone := nodeAddr(size - 1)
+	if err := waitUntil(timeout, func() bool {
+		for _, nd := range nodes[:size-1] {
+			if slices.Contains(queryA(nd.DNSAddr(), "www.sim.test."), gone) {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return fmt.Errorf("dead node still in DNS answers: %w", err)
+	}
+	fmt.Printf("dead node out of every node's DNS answers in %v\n", time.Since(killedAt).Round(time.Millisecond))
 	return nil
+}
+
+// nodeAddr is the public address the DNS section gives node i.
+func nodeAddr(i int) string { return fmt.Sprintf("10.1.%d.%d", i/250, i%250+1) }
+
+// queryA asks a node's DNS server for name's A records.
+func queryA(addr, name string) []string {
+	m := new(mdns.Msg)
+	m.SetQuestion(name, mdns.TypeA)
+	r, _, err := (&mdns.Client{Timeout: time.Second}).Exchange(m, addr)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, rr := range r.Answer {
+		if a, ok := rr.(*mdns.A); ok {
+			out = append(out, a.A.String())
+		}
+	}
+	return out
 }
 
 func alive(nd *node.Node) int {

@@ -24,6 +24,10 @@ type entry struct {
 type Set struct {
 	mu      sync.Mutex
 	entries map[string]entry
+	// Derived from entries, kept until they change: gossip asks for the digest and the
+	// driver for bundle states far more often than records arrive.
+	sorted []entry
+	digest string
 }
 
 // NewSet returns an empty set.
@@ -43,6 +47,7 @@ func (c *Set) Add(v Verifier, s Signed) (*Record, bool, error) {
 		return r, false, nil
 	}
 	c.entries[id] = entry{signed: s, rec: r, id: id}
+	c.sorted, c.digest = nil, ""
 	c.pruneLocked()
 	_, kept := c.entries[id]
 	return r, kept, nil
@@ -57,6 +62,7 @@ const MaxReportsPerNode = 8
 // those that decide a state: the newest record of each kill switch and the newest operator
 // record of each bundle (dropping one could lift a halt).
 func (c *Set) pruneLocked() {
+	defer func() { c.sorted, c.digest = nil, "" }()
 	all := c.sortedLocked()
 	perNode := map[string]int{}
 	for i := len(all) - 1; i >= 0; i-- {
@@ -67,6 +73,7 @@ func (c *Set) pruneLocked() {
 			}
 		}
 	}
+	c.sorted = nil // entries changed
 	if len(c.entries) <= MaxRecords {
 		return
 	}
@@ -102,8 +109,12 @@ func (c *Set) Has(s Signed) bool {
 	return ok
 }
 
-// sortedLocked returns entries oldest first (ties by id), so every node orders alike.
+// sortedLocked returns entries oldest first (ties by id), so every node orders alike. The
+// slice is shared: callers must not modify it.
 func (c *Set) sortedLocked() []entry {
+	if c.sorted != nil {
+		return c.sorted
+	}
 	out := make([]entry, 0, len(c.entries))
 	for _, e := range c.entries {
 		out = append(out, e)
@@ -117,6 +128,7 @@ func (c *Set) sortedLocked() []entry {
 		}
 		return strings.Compare(a.id, b.id)
 	})
+	c.sorted = out
 	return out
 }
 
@@ -147,8 +159,8 @@ func (c *Set) Records() []Record {
 func (c *Set) Digest() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.entries) == 0 {
-		return ""
+	if len(c.entries) == 0 || c.digest != "" {
+		return c.digest
 	}
 	ids := make([]string, 0, len(c.entries))
 	for id := range c.entries {
@@ -159,7 +171,8 @@ func (c *Set) Digest() string {
 	for _, id := range ids {
 		h.Write([]byte(id))
 	}
-	return hex.EncodeToString(h.Sum(nil)[:8])
+	c.digest = hex.EncodeToString(h.Sum(nil)[:8])
+	return c.digest
 }
 
 // BundleState is what the records say about one bundle.

@@ -394,7 +394,7 @@ func (n *Node) check(b []byte) (*candidate, error) {
 		return c, fmt.Errorf("self-test: %w", err)
 	}
 	c.body, c.snap, c.plan = body, snap, body.Config.Plan()
-	c.info = info(s, body, snap, n.boot.trust, time.Time{})
+	c.info = info(s, body, snap, n.boot.trust)
 	return c, nil
 }
 
@@ -592,13 +592,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	return n.stopErr
 }
 
-func info(s *bundle.Signed, body *bundle.Body, snap *snapshot.Snapshot, trust bundle.Trust, at time.Time) *BundleInfo {
-	i := &BundleInfo{Serial: body.Serial, Hash: s.Hash(), Parent: body.Parent, Created: body.Created,
+func info(s *bundle.Signed, body *bundle.Body, snap *snapshot.Snapshot, trust bundle.Trust) *BundleInfo {
+	return &BundleInfo{Serial: body.Serial, Hash: s.Hash(), Parent: body.Parent, Created: body.Created,
 		Sites: len(snap.Sites()), Signers: bundle.ValidSigners(s, trust)}
-	if !at.IsZero() {
-		i.Activated = at.UTC()
-	}
-	return i
 }
 
 func hashOf(i *BundleInfo) string {

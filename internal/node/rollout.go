@@ -74,7 +74,7 @@ func (n *Node) drive() {
 		}
 		n.mu.Lock()
 		n.stepLocked(time.Now())
-		meta, changed := n.reportLocked()
+		meta, changed, healthy := n.reportLocked()
 		if n.steer != nil {
 			n.steer.refreshLocked()
 		}
@@ -82,7 +82,7 @@ func (n *Node) drive() {
 		if changed {
 			pendingMeta = &meta
 			switch {
-			case len(meta.Report) > 0 && !reportHealthy(meta):
+			case !healthy:
 				publishAt = time.Now() // an unhealthy report goes out at once
 			case publishAt.IsZero():
 				publishAt = time.Now().Add(n.reportJitter())
@@ -112,16 +112,6 @@ func (n *Node) reportJitter() time.Duration {
 		alive = len(n.Members())
 	}
 	return time.Duration(rand.Int64N(int64(min(time.Duration(alive)*50*time.Millisecond, 10*time.Second)) + 1))
-}
-
-// reportHealthy reads the healthy flag of the report in meta (this node's own).
-func reportHealthy(meta mesh.Meta) bool {
-	var s control.SignedReport
-	var r control.Report
-	if json.Unmarshal(meta.Report, &s) != nil || json.Unmarshal(s.Body, &r) != nil {
-		return true
-	}
-	return r.Healthy
 }
 
 // poke wakes the driver without waiting.
@@ -451,14 +441,15 @@ func (n *Node) rollbackLocked(reason string, now time.Time) {
 
 // reportLocked returns the metadata carrying this node's current signed report, and
 // whether it changed since last published.
-func (n *Node) reportLocked() (mesh.Meta, bool) {
-	meta := mesh.Meta{Region: n.boot.Region, Provider: n.boot.Provider,
+func (n *Node) reportLocked() (meta mesh.Meta, changed, healthy bool) {
+	healthy = !n.watch.unhealthy
+	meta = mesh.Meta{Region: n.boot.Region, Provider: n.boot.Provider,
 		Key: bundle.FormatPublicKey(n.key.Public().(ed25519.PublicKey))}
 	if n.boot.Mesh != nil {
 		meta.FetchURL = n.boot.Mesh.FetchURL
 	}
 	if n.active == nil {
-		return meta, false
+		return meta, false, healthy
 	}
 	r := control.Report{Node: n.boot.Name, Bundle: n.active.Hash, Serial: n.active.Serial, Healthy: !n.watch.unhealthy}
 	// The figures change with every request, and every metadata update is a gossip
@@ -467,20 +458,20 @@ func (n *Node) reportLocked() (mesh.Meta, bool) {
 	// when the node's state changes: a new bundle, unhealthy, watch over.
 	key := fmt.Sprintf("%s/%t/%t", r.Bundle, r.Healthy, n.watch.done)
 	if key == n.lastReport {
-		return meta, false
+		return meta, false, healthy
 	}
 	r.SetCounters(n.watch.last)
 	r.At = time.Now().UnixMilli()
 	raw, err := control.SignReport(r, n.key)
 	if err != nil {
 		n.log.Error("signing the health report failed", "err", err)
-		return meta, false
+		return meta, false, healthy
 	}
 	meta.Report = raw
 	n.lastReport = key
 	b := []byte(raw)
 	n.reportRaw.Store(&b)
-	return meta, true
+	return meta, true, healthy
 }
 
 // AddControl takes a signed control record from the admin API: it is checked, kept,
@@ -527,17 +518,18 @@ func (n *Node) addControlLocked(s control.Signed) (*control.Record, error) {
 // verifier checks control records: operator ones with the trusted keys, node reports with
 // the key the node publishes.
 func (n *Node) verifier(known bool) control.Verifier {
+	keys := map[string]ed25519.PublicKey{n.boot.Name: n.key.Public().(ed25519.PublicKey)}
+	for _, m := range n.Members() {
+		if m.Name == n.boot.Name || m.Meta.Key == "" {
+			continue
+		}
+		if pub, err := bundle.ParsePublicKey(m.Meta.Key); err == nil {
+			keys[m.Name] = pub
+		}
+	}
 	return control.Verifier{Trust: n.boot.trust, RequireKnownNode: known, NodeKey: func(name string) (ed25519.PublicKey, bool) {
-		if name == n.boot.Name {
-			return n.key.Public().(ed25519.PublicKey), true
-		}
-		for _, m := range n.Members() {
-			if m.Name == name && m.Meta.Key != "" {
-				pub, err := bundle.ParsePublicKey(m.Meta.Key)
-				return pub, err == nil
-			}
-		}
-		return nil, false
+		pub, ok := keys[name]
+		return pub, ok
 	}}
 }
 
@@ -550,8 +542,9 @@ func (n *Node) heardControl(s control.Signed) { n.heardControls([]control.Signed
 func (n *Node) heardControls(list []control.Signed) {
 	n.mu.Lock()
 	added := 0
+	v := n.verifier(true)
 	for _, s := range list {
-		r, isNew, err := n.controls.Add(n.verifier(true), s)
+		r, isNew, err := n.controls.Add(v, s)
 		if err != nil {
 			n.log.Warn("control record refused", "err", err)
 			continue

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"hash/fnv"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -66,7 +65,6 @@ type steerer struct {
 	n     *Node
 	nodes atomic.Pointer[dnsNodes]
 	ok    atomic.Pointer[map[string]string] // qualifying node -> its region
-	stats struct{ failOpen atomic.Uint64 }
 }
 
 // refreshLocked recomputes which nodes may be in answers: alive in the mesh (not dead, not
@@ -119,45 +117,30 @@ func (s *steerer) Steer(name string, client netip.Addr, family int, limit int) (
 		weight int
 		local  bool
 	}
-	var cands, all []cand
-	for _, dn := range d.nodes {
-		for _, a := range dn.addrs {
-			if (family == 4) != a.Is4() {
+	var cands []cand
+	collect := func(all bool) {
+		for _, dn := range d.nodes {
+			r, qualifies := ok[dn.name]
+			if !all && !qualifies {
 				continue
 			}
-			all = append(all, cand{addr: a, weight: dn.weight})
-			if r, qualifies := ok[dn.name]; qualifies {
-				cands = append(cands, cand{addr: a, weight: dn.weight, local: region != "" && r == region})
+			for _, a := range dn.addrs {
+				if (family == 4) == a.Is4() {
+					cands = append(cands, cand{addr: a, weight: dn.weight, local: !all && region != "" && r == region})
+				}
 			}
 		}
 	}
-	if len(all) == 0 {
-		return nil, false
-	}
-	failOpen := len(cands) == 0
-	if failOpen {
+	collect(false)
+	failOpen := false
+	if len(cands) == 0 {
 		// Never answer empty: with no node known to be good, every node is a better answer
 		// than none (the client may reach one the mesh cannot).
-		s.stats.failOpen.Add(1)
-		cands = all
+		collect(true)
+		failOpen = len(cands) > 0
 	}
-	if region != "" && slices.ContainsFunc(cands, func(c cand) bool { return c.local }) {
-		// The client's region first; others only fill the answer up to the limit.
-		slices.SortStableFunc(cands, func(a, b cand) int {
-			switch {
-			case a.local && !b.local:
-				return -1
-			case b.local && !a.local:
-				return 1
-			}
-			return 0
-		})
-	}
-	// Weighted choice without replacement, local ones before the rest. The seed mixes the
-	// name so that answers for different names spread independently.
-	h := fnv.New64a()
-	h.Write([]byte(name))
-	r := rand.New(rand.NewPCG(h.Sum64(), rand.Uint64()))
+	// Weighted choice without replacement: nodes of the client's region first, the others
+	// only to fill the answer up to the limit.
 	var out []netip.Addr
 	for _, local := range []bool{true, false} {
 		var pool []cand
@@ -171,7 +154,7 @@ func (s *steerer) Steer(name string, client netip.Addr, family int, limit int) (
 			for _, c := range pool {
 				total += c.weight
 			}
-			x := r.IntN(total)
+			x := rand.IntN(total)
 			i := 0
 			for ; x >= pool[i].weight; i++ {
 				x -= pool[i].weight

@@ -76,9 +76,8 @@ func (h *Handler) endFlight(key string, f *flight) {
 
 // serveCached answers a GET or HEAD from the cache, or through one shared origin fetch.
 // Every cache decision below (freshness, storing, stale serving) uses the settings for the
-// request's path, chosen here once.
+// request's path, x.cache, which cacheable chose.
 func (h *Handler) serveCached(w http.ResponseWriter, r *http.Request, x *exchange) {
-	x.cache = x.site.CacheFor(r.URL.Path)
 	primary, err := cachepolicy.CacheKey(x.scheme, r.Host, r.URL)
 	if err != nil {
 		h.writeError(w, r, x, &Error{Status: http.StatusBadRequest, Source: SourceClient, Detail: "bad-request-target", Err: err})

@@ -229,7 +229,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Header = r.Header.Clone()
 		removeHopHeaders(r.Header, false)
 	}
-	if h.cacheable(r, x.site) {
+	if h.cacheable(r, x) {
 		h.serveCached(w, r, x)
 		return
 	}
@@ -241,7 +241,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // request is a GET or HEAD. Requests carrying Authorization always reach the origin, which
 // alone decides who may see what, and their responses are not stored (Varnish's default;
 // RFC 9111 §3.5 allows storing some, never requires it).
-func (h *Handler) cacheable(r *http.Request, site *snapshot.Site) bool {
+func (h *Handler) cacheable(r *http.Request, x *exchange) bool {
 	if h.store == nil {
 		return false
 	}
@@ -251,7 +251,9 @@ func (h *Handler) cacheable(r *http.Request, site *snapshot.Site) bool {
 	if _, auth := r.Header["Authorization"]; auth {
 		return false
 	}
-	return site.CacheFor(r.URL.Path).Enabled
+	// The settings for the path, chosen once: serveCached uses them for every decision.
+	x.cache = x.site.CacheFor(r.URL.Path)
+	return x.cache.Enabled
 }
 
 // outbound builds the request sent to origin o. It never modifies r. When fill is set the
