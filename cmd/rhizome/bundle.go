@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"rhizome/internal/bundle"
+	"rhizome/internal/dns"
 	"rhizome/internal/node"
 )
 
@@ -55,11 +56,27 @@ func runNode(args []string, stderr io.Writer) error {
 func runKeygen(args []string, stdout io.Writer) error {
 	fs := newFlagSet("keygen", os.Stderr)
 	out := fs.String("out", "", "path prefix: writes PREFIX.key (private, mode 0600) and PREFIX.pub")
+	zone := fs.String("dnssec", "", "make a DNSSEC signing key for this zone instead (PREFIX.private, PREFIX.ds)")
+	alg := fs.String("algorithm", "ECDSAP256SHA256", "DNSSEC algorithm: ECDSAP256SHA256 or ED25519")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *out == "" {
 		return fmt.Errorf("--out: a path prefix is required, e.g. --out keys/alice")
+	}
+	if *zone != "" {
+		priv, dnskey, ds, err := dns.GenerateDNSSECKey(*zone, *alg)
+		if err != nil {
+			return fmt.Errorf("--dnssec: %w", err)
+		}
+		if err := writeNew(*out+".private", priv, 0o600); err != nil {
+			return err
+		}
+		if err := writeNew(*out+".ds", ds+"\n", 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "DNSSEC key for %s in %s.private: put its content in the zone's dnssec.key\nDNSKEY %s\nDS (give it to your registrar) %s\n", *zone, *out, dnskey, ds)
+		return nil
 	}
 	pub, priv, err := bundle.GenerateKey()
 	if err != nil {

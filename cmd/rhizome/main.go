@@ -14,7 +14,8 @@ Usage:
   rhizome proxy --origin URL [--origin URL]... [flags]   a caching reverse proxy, no files needed
   rhizome proxy --demo                                    the same, in front of a built-in sample origin
   rhizome node --config node.yaml                         a mesh node serving signed bundles
-  rhizome keygen --out PREFIX                             an Ed25519 operator key pair
+  rhizome keygen --out PREFIX                             an Ed25519 operator (or node) key pair
+  rhizome keygen --dnssec ZONE --out PREFIX               a DNSSEC signing key for a zone, and its DS record
   rhizome validate FILE.yaml                              check a bundle source
   rhizome bundle sign FILE.yaml --key K [--key K2]        validate and sign a bundle (M of N: several keys,
   rhizome bundle cosign BUNDLE --key K                      or co-signers adding theirs)

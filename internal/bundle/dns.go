@@ -42,6 +42,15 @@ type Zone struct {
 	NS      []string     `yaml:"ns" json:"ns,omitempty"`
 	Records []Record     `yaml:"records" json:"records,omitempty"`
 	Proxied []ProxiedDNS `yaml:"proxied" json:"proxied,omitempty"`
+	DNSSEC  *ZoneDNSSEC  `yaml:"dnssec" json:"dnssec,omitempty"`
+}
+
+// ZoneDNSSEC signs a zone's answers online: dns.DNSSECSpec.
+type ZoneDNSSEC struct {
+	// Key is the zone's signing key in BIND's private-key format (rhizome keygen --dnssec
+	// ZONE writes one), ECDSAP256SHA256 or ED25519. The bundle is signed, not encrypted:
+	// every node holds the key, as every node signs answers.
+	Key string `yaml:"key" json:"key,omitempty"`
 }
 
 // SOA is a zone's SOA settings: dns.SOASpec.
@@ -94,6 +103,9 @@ func (d *DNS) ZoneSpecs() []dns.ZoneSpec {
 		}
 		for _, p := range z.Proxied {
 			zs.Proxied = append(zs.Proxied, dns.ProxiedSpec{Name: p.Name, TTL: time.Duration(p.TTL), Answers: p.Answers})
+		}
+		if z.DNSSEC != nil {
+			zs.DNSSEC = &dns.DNSSECSpec{Key: z.DNSSEC.Key}
 		}
 		out = append(out, zs)
 	}

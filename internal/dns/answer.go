@@ -95,6 +95,9 @@ func answer(z *Zones, st Steerer, req *dns.Msg, client netip.Addr, tcp bool) (*d
 	default:
 		r := resolver{z: z, st: st, client: client, tcp: tcp, resp: resp}
 		r.resolve(req.Question[0].Name, req.Question[0].Qtype)
+		if reqOpt != nil && reqOpt.Do() {
+			r.sign() // DNSSEC, for the zones with a key
+		}
 		if echo != nil && r.steered {
 			echo.SourceScope = echo.SourceNetmask
 		}
@@ -205,7 +208,8 @@ type resolver struct {
 	tcp     bool
 	resp    *dns.Msg
 	out     outcome
-	steered bool // the answer depends on the client
+	steered bool    // the answer depends on the client
+	deny    *denial // the negative answer's name, for its NSEC; nil: positive
 }
 
 // resolve fills the answer of a question for qname and qtype, following CNAMEs.
@@ -228,6 +232,7 @@ func (r *resolver) resolve(qname string, qtype uint16) {
 		if n == nil {
 			r.resp.Rcode = dns.RcodeNameError
 			r.negative(zn)
+			r.deny = &denial{zn: zn, name: name, qtype: qtype}
 			return
 		}
 		if cn := n.rrsets[dns.TypeCNAME]; len(cn) > 0 && qtype != dns.TypeCNAME && qtype != dns.TypeANY {
@@ -244,6 +249,7 @@ func (r *resolver) resolve(qname string, qtype uint16) {
 		if len(ans) == 0 {
 			r.out.noData = true
 			r.negative(zn)
+			r.deny = &denial{zn: zn, n: n, name: name, qtype: qtype}
 			return
 		}
 		r.resp.Answer = append(r.resp.Answer, ans...)

@@ -55,6 +55,8 @@ type ZoneSpec struct {
 	Records []RecordSpec
 	// Proxied are the names answered with the addresses of healthy nodes.
 	Proxied []ProxiedSpec
+	// DNSSEC, when set, signs the zone's answers (see DNSSECSpec); nil: unsigned.
+	DNSSEC *DNSSECSpec
 }
 
 // SOASpec is a zone's SOA record (RFC 1035 section 3.3.13). Zero values take defaults.
@@ -128,6 +130,7 @@ type zone struct {
 	ttl    uint32   // default TTL, seconds
 	soa    *dns.SOA // at origin
 	nodes  map[string]*node
+	signer *signer // nil: the zone is not signed
 }
 
 // node is one name that exists in a zone. A node with no records and no proxied settings
@@ -276,6 +279,11 @@ func (c *compiler) zone(p string, zs ZoneSpec, origin string, serial uint32, ori
 	soa.Minttl = c.seconds(p+".soa.minimum", zs.SOA.Minimum, defaultMinimum, time.Second, maxMinimum)
 	zn.soa = soa
 	zn.add(origin, soa)
+	if zs.DNSSEC != nil {
+		if zn.signer = c.dnssec(p+".dnssec", zs.DNSSEC, origin, ttl); zn.signer != nil {
+			zn.add(origin, zn.signer.key)
+		}
+	}
 
 	// Proxied names, before the records so that records can be checked against them.
 	proxiedAt := map[string]int{}

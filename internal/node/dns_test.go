@@ -3,10 +3,13 @@ package node
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	mdns "github.com/miekg/dns"
+
+	"rhizome/internal/dns"
 )
 
 // dnsQuery asks addr for name's A records and returns the addresses.
@@ -60,6 +63,11 @@ func TestDNSSteersAroundDeadNodes(t *testing.T) {
 		return true
 	})
 	o := origin(t, "v1")
+	keyText, _, _, err := dns.GenerateDNSSECKey("example.com", "ED25519")
+	if err != nil {
+		t.Fatal(err)
+	}
+	indented := "          " + strings.ReplaceAll(strings.TrimSpace(keyText), "\n", "\n          ")
 	src := string(source(1, o)) + `dns:
   nodes:
     - {name: n0, addresses: [192.0.2.10]}
@@ -73,7 +81,9 @@ func TestDNSSteersAroundDeadNodes(t *testing.T) {
         - {name: "@", type: MX, value: "10 mail.example.com."}
       proxied:
         - {name: www, ttl: 20s, answers: 3}
-`
+      dnssec:
+        key: |
+` + indented + "\n"
 	if code, out := push(t, nodes[0], signed(t, []byte(src), op)); code != 200 {
 		t.Fatalf("push: %s", out)
 	}
@@ -89,6 +99,32 @@ func TestDNSSteersAroundDeadNodes(t *testing.T) {
 	_, r := dnsQuery(t, nodes[1].DNSAddr(), "www.example.com")
 	if !r.Authoritative || r.Answer[0].Header().Ttl != 20 {
 		t.Fatalf("answer: %v", r)
+	}
+	// Signed with DO: the steered answer carries an RRSIG that verifies with the zone's key.
+	m := new(mdns.Msg)
+	m.SetQuestion("www.example.com.", mdns.TypeA)
+	m.SetEdns0(1232, true)
+	signedAns, _, err := (&mdns.Client{Timeout: 2 * time.Second}).Exchange(m, nodes[0].DNSAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := new(mdns.Msg)
+	k.SetQuestion("example.com.", mdns.TypeDNSKEY)
+	keys, _, err := (&mdns.Client{Timeout: 2 * time.Second}).Exchange(k, nodes[0].DNSAddr())
+	if err != nil || len(keys.Answer) == 0 {
+		t.Fatalf("DNSKEY: %v %v", keys, err)
+	}
+	var rrset []mdns.RR
+	var sig *mdns.RRSIG
+	for _, rr := range signedAns.Answer {
+		if s, ok := rr.(*mdns.RRSIG); ok {
+			sig = s
+		} else {
+			rrset = append(rrset, rr)
+		}
+	}
+	if sig == nil || sig.Verify(keys.Answer[0].(*mdns.DNSKEY), rrset) != nil {
+		t.Fatalf("steered answer not signed or not verifying: %v", signedAns)
 	}
 	if _, r := dnsQuery(t, nodes[1].DNSAddr(), "nope.example.com"); r.Rcode != mdns.RcodeNameError || len(r.Ns) == 0 {
 		t.Fatalf("NXDOMAIN expected with the SOA: %v", r)
