@@ -121,6 +121,15 @@ func TestOperatorWorkflow(t *testing.T) {
 	if out := runOK(t, "rollout", "rollback", "--key", alice+".key", "--reason", "test", "--admin", admin, "--data-dir", nodeDir); !strings.Contains(out, "rolled back") {
 		t.Fatalf("rollback: %s", out)
 	}
+	runFail(t, "usage: rhizome drain", "drain", "maybe", "--admin", admin, "--data-dir", nodeDir)
+	runOK(t, "drain", "on", "--admin", admin, "--data-dir", nodeDir)
+	if out := runOK(t, "status", "--admin", admin, "--data-dir", nodeDir); !strings.Contains(out, "draining: out of DNS answers") {
+		t.Fatalf("status after drain on:\n%s", out)
+	}
+	runOK(t, "drain", "off", "--admin", admin, "--data-dir", nodeDir)
+	if out := runOK(t, "status", "--admin", admin, "--data-dir", nodeDir); strings.Contains(out, "draining") {
+		t.Fatalf("status after drain off:\n%s", out)
+	}
 }
 
 // TestValidateRefusesBadYAMLAndNotesWaves: invalid YAML names its line; a bundle without

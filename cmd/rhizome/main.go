@@ -23,6 +23,7 @@ Usage:
   rhizome rollout status [flags]                          where the newest bundle's rollout stands
   rhizome rollout halt|resume|rollback --key K [flags]    stop, restart or undo a rollout, mesh-wide
   rhizome killswitch STAGE [--site S] on|off --key K      bypass a stage on every node now (no waves)
+  rhizome drain on|off [flags]                            take a node out of DNS answers (or back)
   rhizome purge URL... | --prefix P | --tag T [flags]     purge a node's cache through its admin API
   rhizome status [flags]                                  a node's sites and cache figures
   rhizome version
@@ -62,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runRollout(args[1:], stdout)
 	case "killswitch":
 		err = runKillSwitch(args[1:], stdout)
+	case "drain":
+		err = runDrain(args[1:], stdout)
 	case "status":
 		err = runStatus(args[1:], stdout)
 	case "version", "--version":

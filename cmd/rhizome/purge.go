@@ -182,6 +182,9 @@ func printBundle(w io.Writer, ns node.State) {
 	} else {
 		fmt.Fprintln(w, "active bundle: none (every request gets 421 until one is pushed)")
 	}
+	if ns.Draining {
+		fmt.Fprintln(w, "draining: out of DNS answers (rhizome drain off puts it back)")
+	}
 	if p := ns.Pending; p != nil {
 		fmt.Fprintf(w, "held bundle: serial %d, %s, wave %d: %s\n", p.Serial, p.Hash[:16], p.Wave, p.Waiting)
 	}
@@ -202,6 +205,9 @@ func printBundle(w io.Writer, ns node.State) {
 			serial, health = fmt.Sprint(p.Serial), "unhealthy"
 			if p.Healthy {
 				health = "healthy"
+			}
+			if p.Draining {
+				health += ", draining"
 			}
 			reqs, errs = fmt.Sprint(p.Figures[0]), fmt.Sprint(p.Figures[1])
 		} else if ok && p.Error != "" {

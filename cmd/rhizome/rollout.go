@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"rhizome/internal/admin"
 	"rhizome/internal/control"
 	"rhizome/internal/node"
 )
@@ -210,5 +211,27 @@ func runKillSwitch(args []string, stdout io.Writer) error {
 		verb = "running again (kill switch off)"
 	}
 	fmt.Fprintf(stdout, "stage %s is %s on %s; the mesh gossips it to every node now, without waves\n", rec.Stage, verb, where)
+	return nil
+}
+
+// runDrain takes a node out of DNS answers, or puts it back.
+func runDrain(args []string, stdout io.Writer) error {
+	fs := newFlagSet("drain", os.Stderr)
+	c := addAdminFlags(fs)
+	if err := parseFlags(fs, interleave(args)); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 || (fs.Arg(0) != "on" && fs.Arg(0) != "off") {
+		return fmt.Errorf("usage: rhizome drain on|off [--admin ADDR]")
+	}
+	on := fs.Arg(0) == "on"
+	if err := c.do(http.MethodPost, "/v1/drain", admin.DrainRequest{On: on}, nil); err != nil {
+		return err
+	}
+	if on {
+		fmt.Fprintln(stdout, "draining: the mesh's DNS stops naming this node within seconds; it keeps serving the clients that still come (resolvers keep answers for their TTL)")
+	} else {
+		fmt.Fprintln(stdout, "not draining: this node is back in DNS answers while it is healthy")
+	}
 	return nil
 }

@@ -54,6 +54,9 @@ type Server struct {
 	Control func(record []byte) (any, error)
 	// Rollout reports where the newest bundle's rollout stands (GET /v1/rollout).
 	Rollout func() any
+	// Drain takes the node out of DNS answers or puts it back (POST /v1/drain {"on":
+	// bool}). Nil: not a mesh node.
+	Drain   func(on bool) error
 	Logger  *slog.Logger
 	Started time.Time
 }
@@ -99,6 +102,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /v1/bundle", s.auth(http.HandlerFunc(s.bundle)))
 	mux.Handle("POST /v1/control", s.auth(http.HandlerFunc(s.control)))
 	mux.Handle("GET /v1/rollout", s.auth(http.HandlerFunc(s.rollout)))
+	mux.Handle("POST /v1/drain", s.auth(http.HandlerFunc(s.drain)))
 	return mux
 }
 
@@ -240,6 +244,28 @@ func (s *Server) control(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// DrainRequest is the body of POST /v1/drain.
+type DrainRequest struct {
+	On bool `json:"on"`
+}
+
+func (s *Server) drain(w http.ResponseWriter, r *http.Request) {
+	if s.Drain == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "this node is not a mesh node (rhizome proxy mode)"})
+		return
+	}
+	var req DrainRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": `body: want {"on": true} or {"on": false}`})
+		return
+	}
+	if err := s.Drain(req.On); err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, req)
 }
 
 func (s *Server) rollout(w http.ResponseWriter, r *http.Request) {

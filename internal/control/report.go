@@ -20,12 +20,15 @@ const reportDomain = "rhizome-report-v1\n"
 type Report struct {
 	// Node is the reporting node. It is not in the body (metadata is scarce) but it is
 	// signed: the signature covers the domain, the node name and the body.
-	Node    string    `json:"-"`
-	Bundle  string    `json:"b"` // bundle hash
-	Serial  uint64    `json:"s"`
-	Healthy bool      `json:"ok"`
-	Figures [4]uint64 `json:"c"` // requests, node errors, panics, stage failures
-	At      int64     `json:"t"` // unix ms, signer's clock (for people reading status)
+	Node    string `json:"-"`
+	Bundle  string `json:"b"` // bundle hash
+	Serial  uint64 `json:"s"`
+	Healthy bool   `json:"ok"`
+	// Draining: the operator is taking the node out of service; DNS stops naming it while
+	// it keeps serving the clients that still come.
+	Draining bool      `json:"dr,omitempty"`
+	Figures  [4]uint64 `json:"c"` // requests, node errors, panics, stage failures
+	At       int64     `json:"t"` // unix ms, signer's clock (for people reading status)
 }
 
 // Counters returns the figures as rollout counters.

@@ -133,6 +133,29 @@ func TestDNSSteersAroundDeadNodes(t *testing.T) {
 		t.Fatalf("REFUSED expected for a zone not served: %v", r)
 	}
 
+	// A drained node leaves the answers (its own too) and comes back when undrained.
+	if err := nodes[1].SetDraining(true); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "n1 out of the answers while draining", 10*time.Second, func() bool {
+		for _, n := range nodes {
+			if got, _ := dnsQuery(t, n.DNSAddr(), "www.example.com"); slices.Contains(got, "192.0.2.11") || len(got) != 2 {
+				return false
+			}
+		}
+		return true
+	})
+	if code, body := get(t, nodes[1], "/"); code != 200 || body != "v1" {
+		t.Fatalf("a draining node stopped serving: %d %q", code, body)
+	}
+	if err := nodes[1].SetDraining(false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "n1 back in the answers", 10*time.Second, func() bool {
+		got, _ := dnsQuery(t, nodes[0].DNSAddr(), "www.example.com")
+		return slices.Equal(got, all)
+	})
+
 	nodes[2].Kill()
 	took := waitFor(t, "n2 gone from the answers of n0 and n1", 15*time.Second, func() bool {
 		for _, n := range nodes[:2] {

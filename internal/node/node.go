@@ -73,6 +73,8 @@ type State struct {
 	Active   *BundleInfo `json:"active"`
 	Previous *BundleInfo `json:"previous,omitempty"`
 	Pending  *BundleInfo `json:"pending,omitempty"`
+	// Draining: the operator took the node out of DNS answers (rhizome drain).
+	Draining bool `json:"draining,omitempty"`
 	// Rollout is where the newest bundle's rollout stands, as this node sees it.
 	Rollout *RolloutStatus `json:"rollout,omitempty"`
 	// KillSwitches are the stage kill switches set on the mesh.
@@ -86,10 +88,11 @@ type State struct {
 
 // PeerState is one member's bundle and health, from its signed report.
 type PeerState struct {
-	Name    string `json:"name"`
-	Serial  uint64 `json:"serial,omitempty"`
-	Bundle  string `json:"bundle,omitempty"`
-	Healthy bool   `json:"healthy"`
+	Name     string `json:"name"`
+	Serial   uint64 `json:"serial,omitempty"`
+	Bundle   string `json:"bundle,omitempty"`
+	Healthy  bool   `json:"healthy"`
+	Draining bool   `json:"draining,omitempty"`
 	// Figures since it activated the bundle: requests, node errors, panics, stage failures.
 	Figures [4]uint64 `json:"figures"`
 	Error   string    `json:"error,omitempty"` // why its report was not believed
@@ -119,6 +122,7 @@ type Node struct {
 	faults   atomic.Pointer[rollout.Counters]
 	held     atomic.Uint64 // the highest serial the node runs or holds (halted included)
 	synced   atomic.Bool   // compared control records with a peer since start
+	draining atomic.Bool   // out of DNS answers by the operator's choice
 	controls *control.Set
 	kick     chan struct{} // wakes the rollout driver
 	done     chan struct{} // closed when the node stops
@@ -160,6 +164,10 @@ func Start(boot *Bootstrap, log *slog.Logger) (*Node, error) {
 	}
 	n.key = key
 	n.loadControls()
+	if _, err := os.Stat(filepath.Join(boot.DataDir, drainFile)); err == nil {
+		n.draining.Store(true)
+		n.log.Warn("this node is draining (rhizome drain off puts it back in DNS answers)")
+	}
 	snap := snapshot.Empty("none")
 	for _, f := range []string{activeFile, previousFile} {
 		c, err := n.load(filepath.Join(boot.DataDir, bundleDir, f))
@@ -216,6 +224,7 @@ func Start(boot *Bootstrap, log *slog.Logger) (*Node, error) {
 			}
 			a.Control = func(b []byte) (any, error) { return n.AddControl(b) }
 			a.Rollout = func() any { return n.Rollout() }
+			a.Drain = func(on bool) error { return n.SetDraining(on) }
 		},
 	})
 	if err != nil {
@@ -536,7 +545,7 @@ func (n *Node) State() State {
 	defer n.mu.Unlock()
 	st := State{Node: n.boot.Name, Region: n.boot.Region, Provider: n.boot.Provider, Active: n.active, Previous: n.previous,
 		Pending: n.pendingInfoLocked(), Refused: append([]Refusal(nil), n.refused...), Trust: TrustSummary{Required: n.boot.trust.Required},
-		KillSwitches: n.controls.Switches()}
+		KillSwitches: n.controls.Switches(), Draining: n.draining.Load()}
 	for id := range n.boot.trust.Keys {
 		st.Trust.Keys = append(st.Trust.Keys, id)
 	}
@@ -547,7 +556,7 @@ func (n *Node) State() State {
 		}
 		ps := PeerState{Name: m.Name}
 		if rep := n.verifiedReport(m); rep != nil {
-			ps.Serial, ps.Bundle, ps.Healthy, ps.Figures = rep.Serial, rep.Bundle, rep.Healthy, rep.Figures
+			ps.Serial, ps.Bundle, ps.Healthy, ps.Figures, ps.Draining = rep.Serial, rep.Bundle, rep.Healthy, rep.Figures, rep.Draining
 		} else if c, ok := n.reports[m.Name]; ok && c.err != nil {
 			ps.Error = c.err.Error()
 		}

@@ -451,12 +451,13 @@ func (n *Node) reportLocked() (meta mesh.Meta, changed, healthy bool) {
 	if n.active == nil {
 		return meta, false, healthy
 	}
-	r := control.Report{Node: n.boot.Name, Bundle: n.active.Hash, Serial: n.active.Serial, Healthy: !n.watch.unhealthy}
+	r := control.Report{Node: n.boot.Name, Bundle: n.active.Hash, Serial: n.active.Serial, Healthy: !n.watch.unhealthy,
+		Draining: n.draining.Load()}
 	// The figures change with every request, and every metadata update is a gossip
 	// broadcast that all members relay: refreshing them periodically on every node saturated
 	// gossip at 200 nodes (bundle announcements and halts were starved). A report goes out
 	// when the node's state changes: a new bundle, unhealthy, watch over.
-	key := fmt.Sprintf("%s/%t/%t", r.Bundle, r.Healthy, n.watch.done)
+	key := fmt.Sprintf("%s/%t/%t/%t", r.Bundle, r.Healthy, n.watch.done, r.Draining)
 	if key == n.lastReport {
 		return meta, false, healthy
 	}
@@ -742,4 +743,27 @@ func (n *Node) rolloutLocked(now time.Time) *RolloutStatus {
 		st.Waves = append(st.Waves, ws)
 	}
 	return st
+}
+
+// drainFile marks a draining node, across restarts.
+const drainFile = "draining"
+
+// SetDraining takes the node out of DNS answers (on) or puts it back (off). The node keeps
+// serving whoever still comes: resolvers hold answers for their TTL. The state is
+// persisted and published in the node's signed report.
+func (n *Node) SetDraining(on bool) error {
+	path := filepath.Join(n.boot.DataDir, drainFile)
+	var err error
+	if on {
+		err = writeAtomic(path, []byte("draining\n"))
+	} else if err = os.Remove(path); errors.Is(err, os.ErrNotExist) {
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	n.draining.Store(on)
+	n.log.Info("draining", "on", on)
+	n.poke()
+	return nil
 }

@@ -68,13 +68,13 @@ type steerer struct {
 }
 
 // refreshLocked recomputes which nodes may be in answers: alive in the mesh (not dead, not
-// leaving), with a signed report saying they run a bundle healthy; this node itself when it
+// leaving), with a signed report saying they run a bundle healthy and are not draining; this node itself when it
 // runs one and is not unhealthy on it. The driver calls it every tick with n.mu held, so
 // that DNS answers read a ready map and never wait for the control plane.
 func (s *steerer) refreshLocked() {
 	n := s.n
 	ok := map[string]string{} // name -> region
-	if n.active != nil && !n.watch.unhealthy {
+	if n.active != nil && !n.watch.unhealthy && !n.draining.Load() {
 		ok[n.boot.Name] = n.boot.Region
 	}
 	if n.gossip != nil {
@@ -82,7 +82,7 @@ func (s *steerer) refreshLocked() {
 			if m.Name == n.boot.Name || m.State != mesh.StateAlive {
 				continue
 			}
-			if rep := n.verifiedReport(m); rep != nil && rep.Healthy {
+			if rep := n.verifiedReport(m); rep != nil && rep.Healthy && !rep.Draining {
 				ok[m.Name] = m.Meta.Region
 			}
 		}
