@@ -33,6 +33,8 @@ func main() {
 	fast := flag.Bool("fast", true, "memberlist's local-network timers (probe 200ms, gossip 50ms, push/pull 1s); false: LAN defaults")
 	timeout := flag.Duration("timeout", 2*time.Minute, "give up waiting after this long")
 	flag.BoolVar(&blast, "blast", true, "measure the blast radius of a bad bundle")
+	flag.StringVar(&probe, "probe", "", "mesh.probe_interval of every node (e.g. 500ms); empty: the timers' default")
+	flag.IntVar(&suspicion, "suspicion", 0, "mesh.suspicion_mult of every node; 0: the timers' default")
 	flag.DurationVar(&bake, "bake", 10*time.Second, "bake time of each wave of the bad bundle")
 	flag.DurationVar(&failAfter, "fail-after", 2*time.Second, "a node on the bad bundle starts failing this long after activating it")
 	flag.Parse()
@@ -43,6 +45,8 @@ func main() {
 }
 
 var (
+	probe     string
+	suspicion int
 	blast     bool
 	bake      time.Duration
 	failAfter time.Duration
@@ -73,7 +77,14 @@ func run(size int, fast bool, timeout time.Duration) error {
 			region = "victim"
 		}
 		fmt.Fprintf(&b, "region: %s\ndns: 127.0.0.1:0\ndns_rate_limit: -1\n", region)
-		fmt.Fprintf(&b, "cache: {memory: 4MiB, disk: 16MiB}\nmesh:\n  bind: 127.0.0.1:0\n  fetch: 127.0.0.1:0\n  fast_timers: %v\n", fast)
+		var tune string
+		if probe != "" {
+			tune += fmt.Sprintf("  probe_interval: %s\n", probe)
+		}
+		if suspicion > 0 {
+			tune += fmt.Sprintf("  suspicion_mult: %d\n", suspicion)
+		}
+		fmt.Fprintf(&b, "cache: {memory: 4MiB, disk: 16MiB}\nmesh:\n  bind: 127.0.0.1:0\n  fetch: 127.0.0.1:0\n  fast_timers: %v\n%s", fast, tune)
 		if i > 0 {
 			fmt.Fprintf(&b, "  join: [%s]\n", seed)
 		}

@@ -139,6 +139,13 @@ func (e mlEvents) NotifyJoin(n *memberlist.Node) {
 	if n.Name != e.m.cfg.Name {
 		e.m.log.Info("mesh: node joined", memberAttrs(mem)...)
 	}
+	e.changed()
+}
+
+func (e mlEvents) changed() {
+	if f := e.m.cfg.OnChange; f != nil {
+		f()
+	}
 }
 
 // NotifyLeave implements memberlist.EventDelegate: the node left gracefully or
@@ -152,12 +159,14 @@ func (e mlEvents) NotifyLeave(n *memberlist.Node) {
 		msg = "mesh: node left"
 	}
 	e.m.log.Info(msg, memberAttrs(mem)...)
+	e.changed()
 }
 
 // NotifyUpdate implements memberlist.EventDelegate (metadata changed).
 func (e mlEvents) NotifyUpdate(n *memberlist.Node) {
 	mem := e.m.setMember(n, StateAlive)
 	e.m.log.Debug("mesh: node updated", memberAttrs(mem)...)
+	e.changed()
 }
 
 // memberAttrs returns slog attributes describing mem.

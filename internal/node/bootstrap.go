@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -70,6 +71,13 @@ type MeshConfig struct {
 	// FastTimers shrinks failure detection and gossip timers to local-network values, for
 	// demos and tests on one machine; never on a real network.
 	FastTimers bool `yaml:"fast_timers"`
+	// ProbeInterval and SuspicionMult tune failure detection (see docs/dns.md): shorter
+	// detects a dead node sooner, and DNS drops it sooner, at the cost of false alarms on a
+	// poor network. Defaults: memberlist's LAN values, 1s and 4.
+	ProbeInterval string `yaml:"probe_interval"`
+	SuspicionMult int    `yaml:"suspicion_mult"`
+
+	probe time.Duration
 }
 
 // LoadBootstrap reads and checks a bootstrap file. Unknown keys are errors.
@@ -166,6 +174,16 @@ func ParseBootstrap(b []byte) (*Bootstrap, error) {
 			if _, _, err := net.SplitHostPort(j); err != nil {
 				bad(fmt.Sprintf("mesh.join[%d]", i), "%q: want host:port", j)
 			}
+		}
+		if m.ProbeInterval != "" {
+			d, err := time.ParseDuration(m.ProbeInterval)
+			if err != nil || d < 50*time.Millisecond || d > time.Minute {
+				bad("mesh.probe_interval", "%q: want a duration in 50ms..1m, e.g. 500ms", m.ProbeInterval)
+			}
+			m.probe = d
+		}
+		if m.SuspicionMult < 0 || m.SuspicionMult > 20 {
+			bad("mesh.suspicion_mult", "%d: want 1..20 (0 for the default 4)", m.SuspicionMult)
 		}
 		if err := checkMetaBudget(&bs); err != nil {
 			bad("name, region, provider, mesh.fetch_url", "%v: together they must leave room for the node's signed health report in its 512-byte mesh metadata; shorten them", err)

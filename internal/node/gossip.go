@@ -80,7 +80,9 @@ func startGossip(n *Node, c *MeshConfig) (*gossip, error) {
 		Name: n.boot.Name, Bind: c.Bind, Advertise: c.Advertise, Join: c.Join, Key: n.boot.meshKey,
 		Meta: mesh.Meta{Region: n.boot.Region, Provider: n.boot.Provider, FetchURL: g.url,
 			Key: bundle.FormatPublicKey(n.key.Public().(ed25519.PublicKey))},
-		Delegate: g, Logger: n.log, Fast: c.FastTimers,
+		Delegate: g, Logger: n.log, Fast: c.FastTimers, ProbeInterval: c.probe, SuspicionMult: c.SuspicionMult,
+		// A member that died or changed its report changes who DNS names: step at once.
+		OnChange: n.poke,
 	})
 	if err != nil {
 		_ = g.srv.Close()
