@@ -26,9 +26,12 @@ type Report struct {
 	Healthy bool   `json:"ok"`
 	// Draining: the operator is taking the node out of service; DNS stops naming it while
 	// it keeps serving the clients that still come.
-	Draining bool      `json:"dr,omitempty"`
-	Figures  [4]uint64 `json:"c"` // requests, node errors, panics, stage failures
-	At       int64     `json:"t"` // unix ms, signer's clock (for people reading status)
+	Draining bool `json:"dr,omitempty"`
+	// Load is the node's CPU load bucket: 0 below 0.7 of its cores busy, 1 below 1.0, 2
+	// below 1.5, 3 beyond. Coarse, so that a report changes (and is gossiped) rarely.
+	Load    uint8     `json:"l,omitempty"`
+	Figures [4]uint64 `json:"c"` // requests, node errors, panics, stage failures
+	At      int64     `json:"t"` // unix ms, signer's clock (for people reading status)
 }
 
 // Counters returns the figures as rollout counters.

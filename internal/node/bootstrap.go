@@ -206,7 +206,7 @@ func ParseBootstrap(b []byte) (*Bootstrap, error) {
 // figure at its maximum) and checks that memberlist can carry it.
 func checkMetaBudget(bs *Bootstrap) error {
 	key := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
-	r := control.Report{Node: bs.Name, Bundle: strings.Repeat("f", 64), Serial: math.MaxUint64, Healthy: true,
+	r := control.Report{Node: bs.Name, Bundle: strings.Repeat("f", 64), Serial: math.MaxUint64, Healthy: true, Draining: true, Load: 3,
 		Figures: [4]uint64{math.MaxUint64, math.MaxUint64, math.MaxUint64, math.MaxUint64}, At: math.MaxInt64}
 	raw, err := control.SignReport(r, key)
 	if err != nil {

@@ -123,10 +123,13 @@ type Node struct {
 	held     atomic.Uint64 // the highest serial the node runs or holds (halted included)
 	synced   atomic.Bool   // compared control records with a peer since start
 	draining atomic.Bool   // out of DNS answers by the operator's choice
-	controls *control.Set
-	kick     chan struct{} // wakes the rollout driver
-	done     chan struct{} // closed when the node stops
-	driverWG sync.WaitGroup
+	// loadOverride replaces the measured load bucket (tests: every process on one machine
+	// shares one load average).
+	loadOverride atomic.Pointer[uint8]
+	controls     *control.Set
+	kick         chan struct{} // wakes the rollout driver
+	done         chan struct{} // closed when the node stops
+	driverWG     sync.WaitGroup
 
 	mu                 sync.Mutex // serialises Apply and the rollout driver
 	active             *BundleInfo

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"rhizome/internal/bundle"
@@ -452,12 +453,12 @@ func (n *Node) reportLocked() (meta mesh.Meta, changed, healthy bool) {
 		return meta, false, healthy
 	}
 	r := control.Report{Node: n.boot.Name, Bundle: n.active.Hash, Serial: n.active.Serial, Healthy: !n.watch.unhealthy,
-		Draining: n.draining.Load()}
+		Draining: n.draining.Load(), Load: n.loadBucket()}
 	// The figures change with every request, and every metadata update is a gossip
 	// broadcast that all members relay: refreshing them periodically on every node saturated
 	// gossip at 200 nodes (bundle announcements and halts were starved). A report goes out
 	// when the node's state changes: a new bundle, unhealthy, watch over.
-	key := fmt.Sprintf("%s/%t/%t/%t", r.Bundle, r.Healthy, n.watch.done, r.Draining)
+	key := fmt.Sprintf("%s/%t/%t/%t/%d", r.Bundle, r.Healthy, n.watch.done, r.Draining, r.Load)
 	if key == n.lastReport {
 		return meta, false, healthy
 	}
@@ -766,4 +767,30 @@ func (n *Node) SetDraining(on bool) error {
 	n.log.Info("draining", "on", on)
 	n.poke()
 	return nil
+}
+
+// loadBucket is this node's CPU load (the 1-minute load average per core, where the
+// system reports one) as control.Report.Load.
+func (n *Node) loadBucket() uint8 {
+	if f := n.loadOverride.Load(); f != nil {
+		return *f
+	}
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	var l1 float64
+	if _, err := fmt.Sscanf(string(b), "%f", &l1); err != nil {
+		return 0
+	}
+	per := l1 / float64(runtime.NumCPU())
+	switch {
+	case per < 0.7:
+		return 0
+	case per < 1.0:
+		return 1
+	case per < 1.5:
+		return 2
+	}
+	return 3
 }

@@ -59,12 +59,12 @@ func compileDNSNodes(d *bundle.DNS) *dnsNodes {
 
 // steerer answers proxied names with the addresses of nodes that are alive in the mesh,
 // healthy on their bundle and not leaving, preferring the client's region, spread by
-// weight. It reads the membership memberlist keeps and the reports in it; it never blocks
+// weight and load. It reads the membership memberlist keeps and the reports in it; it never blocks
 // on the control plane beyond copying the member table.
 type steerer struct {
 	n     *Node
 	nodes atomic.Pointer[dnsNodes]
-	ok    atomic.Pointer[map[string]string] // qualifying node -> its region
+	ok    atomic.Pointer[map[string]qualified]
 }
 
 // refreshLocked recomputes which nodes may be in answers: alive in the mesh (not dead, not
@@ -73,9 +73,9 @@ type steerer struct {
 // that DNS answers read a ready map and never wait for the control plane.
 func (s *steerer) refreshLocked() {
 	n := s.n
-	ok := map[string]string{} // name -> region
+	ok := map[string]qualified{}
 	if n.active != nil && !n.watch.unhealthy && !n.draining.Load() {
-		ok[n.boot.Name] = n.boot.Region
+		ok[n.boot.Name] = qualified{region: n.boot.Region, load: n.loadBucket()}
 	}
 	if n.gossip != nil {
 		for _, m := range n.gossip.mesh.Members() {
@@ -83,14 +83,23 @@ func (s *steerer) refreshLocked() {
 				continue
 			}
 			if rep := n.verifiedReport(m); rep != nil && rep.Healthy && !rep.Draining {
-				ok[m.Name] = m.Meta.Region
+				ok[m.Name] = qualified{region: m.Meta.Region, load: rep.Load}
 			}
 		}
 	}
 	s.ok.Store(&ok)
 }
 
-func (s *steerer) qualifying() map[string]string {
+// qualified is what steering knows of a node that may be in answers.
+type qualified struct {
+	region string
+	load   uint8 // control.Report.Load
+}
+
+// loadShare scales a node's weight by its load bucket: a busy node gets fewer new clients.
+var loadShare = [4]int{10, 6, 3, 1}
+
+func (s *steerer) qualifying() map[string]qualified {
 	if p := s.ok.Load(); p != nil {
 		return *p
 	}
@@ -120,13 +129,14 @@ func (s *steerer) Steer(name string, client netip.Addr, family int, limit int) (
 	var cands []cand
 	collect := func(all bool) {
 		for _, dn := range d.nodes {
-			r, qualifies := ok[dn.name]
+			q, qualifies := ok[dn.name]
 			if !all && !qualifies {
 				continue
 			}
+			w := dn.weight * loadShare[min(int(q.load), len(loadShare)-1)]
 			for _, a := range dn.addrs {
 				if (family == 4) == a.Is4() {
-					cands = append(cands, cand{addr: a, weight: dn.weight, local: !all && region != "" && r == region})
+					cands = append(cands, cand{addr: a, weight: w, local: !all && region != "" && q.region == region})
 				}
 			}
 		}
