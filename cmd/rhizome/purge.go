@@ -182,6 +182,10 @@ func printBundle(w io.Writer, ns node.State) {
 	} else {
 		fmt.Fprintln(w, "active bundle: none (every request gets 421 until one is pushed)")
 	}
+	if d := ns.DNS; d != nil {
+		fmt.Fprintf(w, "dns: %d queries, %d refused, %d nxdomain, %d nodata, %d truncated, %d rate-limited, %d answered fail-open (no node qualified)\n",
+			d.Queries, d.Refused, d.NXDomain, d.NoData, d.Truncated, d.RateLimited, d.FailOpen)
+	}
 	if ns.Draining {
 		fmt.Fprintln(w, "draining: out of DNS answers (rhizome drain off puts it back)")
 	}

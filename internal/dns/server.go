@@ -41,13 +41,13 @@ type Config struct {
 
 // Stats counts what a Server did since it was made.
 type Stats struct {
-	Queries     uint64 // queries received, malformed ones included
-	Refused     uint64 // REFUSED: not in a served zone (or no zones), class, AXFR
-	NXDomain    uint64 // names that do not exist
-	NoData      uint64 // names that exist without the type asked
-	FailOpen    uint64 // answers where the Steerer found no qualifying node
-	Truncated   uint64 // responses sent with TC=1 because they did not fit
-	RateLimited uint64 // responses slipped or dropped by the rate limit
+	Queries     uint64 `json:"queries"`      // queries received, malformed ones included
+	Refused     uint64 `json:"refused"`      // REFUSED: not in a served zone (or no zones), class, AXFR
+	NXDomain    uint64 `json:"nxdomain"`     // names that do not exist
+	NoData      uint64 `json:"nodata"`       // names that exist without the type asked
+	FailOpen    uint64 `json:"fail_open"`    // answers where the Steerer found no qualifying node
+	Truncated   uint64 `json:"truncated"`    // responses sent with TC=1 because they did not fit
+	RateLimited uint64 `json:"rate_limited"` // responses slipped or dropped by the rate limit
 }
 
 // Server is an authoritative DNS server over UDP and TCP on one address. Its methods are

@@ -75,6 +75,9 @@ type State struct {
 	Pending  *BundleInfo `json:"pending,omitempty"`
 	// Draining: the operator took the node out of DNS answers (rhizome drain).
 	Draining bool `json:"draining,omitempty"`
+	// DNS counts what the node's nameserver did (nil without DNS); FailOpen counts the
+	// answers that listed every node because none qualified.
+	DNS *dns.Stats `json:"dns,omitempty"`
 	// Rollout is where the newest bundle's rollout stands, as this node sees it.
 	Rollout *RolloutStatus `json:"rollout,omitempty"`
 	// KillSwitches are the stage kill switches set on the mesh.
@@ -549,6 +552,10 @@ func (n *Node) State() State {
 	st := State{Node: n.boot.Name, Region: n.boot.Region, Provider: n.boot.Provider, Active: n.active, Previous: n.previous,
 		Pending: n.pendingInfoLocked(), Refused: append([]Refusal(nil), n.refused...), Trust: TrustSummary{Required: n.boot.trust.Required},
 		KillSwitches: n.controls.Switches(), Draining: n.draining.Load()}
+	if n.dns != nil {
+		ds := n.dns.Stats()
+		st.DNS = &ds
+	}
 	for id := range n.boot.trust.Keys {
 		st.Trust.Keys = append(st.Trust.Keys, id)
 	}
