@@ -18,6 +18,7 @@ import (
 	"rhizome/internal/cache"
 	"rhizome/internal/proxy"
 	"rhizome/internal/snapshot"
+	"rhizome/internal/stages"
 )
 
 // Options configure a node. Zero values take the documented defaults.
@@ -40,6 +41,8 @@ type Options struct {
 	AccessLog bool
 	Logger    *slog.Logger
 	Transport proxy.TransportOptions
+	// Stages run before the cache (nil: none).
+	Stages *stages.Driver
 }
 
 // Node is a running node.
@@ -112,6 +115,7 @@ func StartSnapshot(snap *snapshot.Snapshot, o Options) (*Node, error) {
 		Logger:    log,
 		AccessLog: o.AccessLog,
 		Name:      o.Name,
+		Stages:    o.Stages,
 	})
 
 	ln, err := net.Listen("tcp", o.Listen)

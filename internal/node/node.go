@@ -27,6 +27,7 @@ import (
 	"rhizome/internal/proxy"
 	"rhizome/internal/rollout"
 	"rhizome/internal/snapshot"
+	"rhizome/internal/stages"
 	"rhizome/internal/upstream"
 )
 
@@ -129,10 +130,12 @@ type Node struct {
 	// loadOverride replaces the measured load bucket (tests: every process on one machine
 	// shares one load average).
 	loadOverride atomic.Pointer[uint8]
-	controls     *control.Set
-	kick         chan struct{} // wakes the rollout driver
-	done         chan struct{} // closed when the node stops
-	driverWG     sync.WaitGroup
+	// switches is the kill switches in force, read by the stage driver on every request.
+	switches atomic.Pointer[[]control.Switch]
+	controls *control.Set
+	kick     chan struct{} // wakes the rollout driver
+	done     chan struct{} // closed when the node stops
+	driverWG sync.WaitGroup
 
 	mu                 sync.Mutex // serialises Apply and the rollout driver
 	active             *BundleInfo
@@ -217,8 +220,14 @@ func Start(boot *Bootstrap, log *slog.Logger) (*Node, error) {
 		n.log.Warn("no bundle yet: every request gets 421 until one is pushed (rhizome push)")
 	}
 	accessLog := boot.AccessLog == nil || *boot.AccessLog
+	n.switches.Store(new(n.controls.Switches()))
+	// The stage driver obeys the mesh's kill switches. The stages themselves (rate limiting,
+	// WAF, bots, pay-per-crawl) come with the security issue; today the list is empty.
+	driver := stages.New(nil, stages.Options{Logger: n.log, Killed: func(stage, site string) bool {
+		return control.Killed(*n.switches.Load(), stage, site)
+	}})
 	e, err := edge.StartSnapshot(snap, edge.Options{
-		Listen: boot.Listen, AdminListen: boot.Admin, DataDir: boot.DataDir, Name: "rhizome-" + boot.Name,
+		Listen: boot.Listen, AdminListen: boot.Admin, DataDir: boot.DataDir, Name: "rhizome-" + boot.Name, Stages: driver,
 		CacheMemory: boot.memory, CacheDisk: boot.dsk, AccessLog: accessLog, Logger: n.log,
 		Admin: func(a *admin.Server) {
 			a.Apply = func(b []byte) (any, error) { return n.Apply(b) }

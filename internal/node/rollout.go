@@ -138,8 +138,7 @@ func (n *Node) health() rollout.Counters {
 		return rollout.Counters{}
 	}
 	h := n.Edge.Proxy.Health()
-	// Stage failures join when the security stages land (they report through the proxy).
-	c := rollout.Counters{Requests: h.Requests, NodeErrors: h.NodeErrors, Panics: h.Panics}
+	c := rollout.Counters{Requests: h.Requests, NodeErrors: h.NodeErrors, Panics: h.Panics, StageFailures: h.StageFailures}
 	if f := n.faults.Load(); f != nil {
 		c.Requests += f.Requests
 		c.NodeErrors += f.NodeErrors
@@ -589,6 +588,7 @@ func (n *Node) loadControls() {
 }
 
 func (n *Node) saveControls() {
+	n.switches.Store(new(n.controls.Switches()))
 	b, _ := json.Marshal(n.controls.Signed())
 	if err := writeAtomic(filepath.Join(n.boot.DataDir, controlsFile), b); err != nil {
 		n.log.Error("persisting control records failed", "err", err)

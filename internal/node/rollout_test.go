@@ -157,18 +157,23 @@ func TestUnhealthyCanaryHaltsRollout(t *testing.T) {
 		}
 		return false
 	})
+	hash := canary.Active().Hash
 	canary.InjectFaults(rollout.Counters{Requests: 100, NodeErrors: 40})
 	took := waitFor(t, "the canary back on serial 1", 5*time.Second, func() bool { return activeSerial(canary) == 1 })
 	t.Logf("canary %s rolled back %v after its failures", canary.boot.Name, took)
-	// The halt reaches every node, and for well past the bake time nobody runs serial 2.
+	// The halt reaches every node (a node that never fetched the bundle holds the record,
+	// not the bundle), and for well past the bake time nobody runs serial 2.
 	waitFor(t, "every node knows serial 2 is halted", 10*time.Second, func() bool {
 		for _, n := range nodes {
-			if r := n.Rollout(); r.Stopped == nil || !r.Stopped.Rollback {
+			if !n.Stopped(hash).Rollback {
 				return false
 			}
 		}
 		return true
 	})
+	if r := canary.Rollout(); r.Stopped == nil || !r.Stopped.Rollback || !strings.Contains(r.Watch.LastUnhealthy, "unhealthy on serial 2") {
+		t.Fatalf("the canary's rollout status: %+v", r)
+	}
 	deadline := time.Now().Add(4 * time.Second)
 	for time.Now().Before(deadline) {
 		if c := countSerial(nodes, 2); c != 0 {

@@ -22,6 +22,9 @@ type Health struct {
 	NodeErrors uint64
 	// Panics is every panic recovered on the request path and in the work it starts.
 	Panics uint64
+	// StageFailures is every stage error, timeout and panic (the stage was bypassed or
+	// refused the request; see package stages).
+	StageFailures uint64
 }
 
 // healthCounters back Health. Atomics: every request goroutine writes them.
@@ -32,11 +35,15 @@ type healthCounters struct {
 // Health returns the handler's counters. Safe for concurrent use; the three are read one
 // after the other, not as one snapshot.
 func (h *Handler) Health() Health {
-	return Health{
+	hl := Health{
 		Requests:   h.health.requests.Load(),
 		NodeErrors: h.health.nodeErrors.Load(),
 		Panics:     h.health.panics.Load(),
 	}
+	if h.stages != nil {
+		hl.StageFailures = h.stages.Failures()
+	}
+	return hl
 }
 
 // countError counts an error answer about to be written as the node's own when it is a 5xx

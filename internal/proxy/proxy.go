@@ -18,6 +18,7 @@ import (
 	"rhizome/internal/cache"
 	"rhizome/internal/cachepolicy"
 	"rhizome/internal/snapshot"
+	"rhizome/internal/stages"
 	"rhizome/internal/upstream"
 )
 
@@ -38,6 +39,9 @@ type Config struct {
 	// Registry keeps the origins' live health across snapshots and runs health checks.
 	// Nil: the handler makes its own and stops it in Close.
 	Registry *upstream.Registry
+	// Stages run before the cache for every request of a site (rate limiting, WAF, bots);
+	// nil: none. A failing stage is bypassed or refuses the request, never a 5xx.
+	Stages *stages.Driver
 }
 
 // Handler is the data plane. Create it with New; it is an http.Handler.
@@ -63,6 +67,7 @@ type Handler struct {
 	passMemo
 
 	health healthCounters // what Health reports; health.go
+	stages *stages.Driver
 }
 
 // New returns a Handler serving snap.
@@ -75,6 +80,7 @@ func New(snap *snapshot.Snapshot, cfg Config) *Handler {
 		accessLog: cfg.AccessLog,
 		now:       cfg.Now,
 		flights:   map[string]*flight{},
+		stages:    cfg.Stages,
 	}
 	if h.transport == nil {
 		h.transport = NewTransport(TransportOptions{})
@@ -215,6 +221,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodConnect || r.URL.Path == "" && r.URL.Opaque == "" || r.URL.Path != "" && r.URL.Path[0] != '/' {
 		h.writeError(w, r, x, &Error{Status: http.StatusBadRequest, Source: SourceClient, Detail: "bad-request-target"})
 		return
+	}
+	if h.stages != nil {
+		if v, stage, blocked := h.stages.Run(r, x.site.Name); blocked {
+			detail := v.Reason
+			if detail == "" {
+				detail = "blocked-by-" + stage
+			}
+			h.writeError(w, r, x, &Error{Status: v.Status, Source: SourceClient, Detail: detail})
+			return
+		}
 	}
 
 	if proto := upgradeType(r.Header); proto != "" {
