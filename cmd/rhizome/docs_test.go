@@ -54,7 +54,7 @@ func TestDocumentedCommandsAreValid(t *testing.T) {
 // the bundle parser, bootstrap files with the node's (placeholder keys replaced by real ones).
 func TestDocumentedYAMLIsValid(t *testing.T) {
 	var b []byte
-	for _, f := range []string{"../../docs/bundles.md", "../../docs/rollout.md", "../../docs/dns.md"} {
+	for _, f := range []string{"../../docs/bundles.md", "../../docs/rollout.md", "../../docs/dns.md", "../../docs/security.md"} {
 		d, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)

@@ -40,6 +40,8 @@ type Site struct {
 	Timeouts Timeouts `yaml:"timeouts" json:"timeouts"`
 	Retry    Retry    `yaml:"retry" json:"retry"`
 	Outlier  Outlier  `yaml:"outlier" json:"outlier"`
+	// RateLimits are the site's rate-limiting rules (security.go), checked in order.
+	RateLimits []RateLimit `yaml:"rate_limits" json:"rate_limits,omitempty"`
 }
 
 // Pool is an ordered group of origins: snapshot.PoolSpec.
@@ -300,5 +302,6 @@ func Validate(c *Config) error {
 	if err := c.DNS.validate(c.Serial); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.securityErr()...)
 	return invalid(errors.Join(errs...))
 }

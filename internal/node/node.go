@@ -25,6 +25,7 @@ import (
 	"rhizome/internal/edge"
 	"rhizome/internal/mesh"
 	"rhizome/internal/proxy"
+	"rhizome/internal/ratelimit"
 	"rhizome/internal/rollout"
 	"rhizome/internal/snapshot"
 	"rhizome/internal/stages"
@@ -132,6 +133,7 @@ type Node struct {
 	loadOverride atomic.Pointer[uint8]
 	// switches is the kill switches in force, read by the stage driver on every request.
 	switches atomic.Pointer[[]control.Switch]
+	limiter  *ratelimit.Limiter
 	controls *control.Set
 	kick     chan struct{} // wakes the rollout driver
 	done     chan struct{} // closed when the node stops
@@ -221,9 +223,10 @@ func Start(boot *Bootstrap, log *slog.Logger) (*Node, error) {
 	}
 	accessLog := boot.AccessLog == nil || *boot.AccessLog
 	n.switches.Store(new(n.controls.Switches()))
-	// The stage driver obeys the mesh's kill switches. The stages themselves (rate limiting,
-	// WAF, bots, pay-per-crawl) come with the security issue; today the list is empty.
-	driver := stages.New(nil, stages.Options{Logger: n.log, Killed: func(stage, site string) bool {
+	// The stage driver runs the request stages (today rate limiting; the WAF, bots and
+	// pay-per-crawl come later) and obeys the mesh's kill switches.
+	n.limiter = ratelimit.New(0)
+	driver := stages.New([]stages.Stage{n.limiter}, stages.Options{Logger: n.log, Killed: func(stage, site string) bool {
 		return control.Killed(*n.switches.Load(), stage, site)
 	}})
 	e, err := edge.StartSnapshot(snap, edge.Options{
@@ -246,6 +249,9 @@ func Start(boot *Bootstrap, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n.Edge = e
+	n.mu.Lock()
+	n.useStagesLocked()
+	n.mu.Unlock()
 	n.watch.base = n.health()
 	if boot.Mesh != nil {
 		n.publish()
@@ -340,6 +346,32 @@ func (n *Node) useDNSLocked() {
 	}
 	n.dns.Swap(z)
 	n.steer.nodes.Store(compileDNSNodes(cfg))
+}
+
+// useStagesLocked gives the request stages the active bundle's per-site settings.
+func (n *Node) useStagesLocked() {
+	if n.limiter == nil || n.Edge == nil {
+		return
+	}
+	var sites []ratelimit.SiteRules
+	if n.activeBody != nil {
+		snap := n.Edge.Proxy.Snapshot()
+		for i := range n.activeBody.Config.Sites {
+			bs := &n.activeBody.Config.Sites[i]
+			rules, err := ratelimit.Compile("", bs.RateRules())
+			if err != nil || len(rules) == 0 {
+				continue // validated when the bundle was taken
+			}
+			sr := ratelimit.SiteRules{Site: bs.Name, Rules: rules}
+			for _, site := range snap.Sites() {
+				if site.Name == bs.Name {
+					sr.TrustedProxies = site.TrustedProxies
+				}
+			}
+			sites = append(sites, sr)
+		}
+	}
+	n.limiter.Update(sites)
 }
 
 // MeshAddr is the gossip address other nodes join (the bound one when mesh.bind has port
@@ -518,6 +550,7 @@ func (n *Node) activateLocked(c *candidate, now time.Time) error {
 	n.Edge.Proxy.Swap(c.snap)
 	n.activeBody = c.body
 	n.useDNSLocked()
+	n.useStagesLocked()
 	n.activeFromPrevious = false
 	info := *c.info
 	info.State, info.Activated, info.Waiting = "active", now.UTC(), ""

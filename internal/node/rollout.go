@@ -416,6 +416,7 @@ func (n *Node) rollbackLocked(reason string, now time.Time) {
 	n.Edge.Proxy.Swap(prev.snap)
 	n.activeBody = prev.body
 	n.useDNSLocked()
+	n.useStagesLocked()
 	info := *prev.info
 	info.State, info.Activated = "active", now.UTC()
 	n.active, n.activePlan, n.previous = &info, prev.plan, nil

@@ -228,6 +228,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if detail == "" {
 				detail = "blocked-by-" + stage
 			}
+			if v.RetryAfter > 0 {
+				w.Header().Set("Retry-After", strconv.FormatInt(int64((v.RetryAfter+time.Second-1)/time.Second), 10))
+			}
 			h.writeError(w, r, x, &Error{Status: v.Status, Source: SourceClient, Detail: detail})
 			return
 		}

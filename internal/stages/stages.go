@@ -25,6 +25,8 @@ type Verdict struct {
 	Block  bool   // refuse the request
 	Status int    // the status to answer with when Block (e.g. 403, 429); default 403
 	Reason string // a short token for logs and Cache-Status detail, e.g. "rate-limited"
+	// RetryAfter, when set on a block, is sent as Retry-After (whole seconds, rounded up).
+	RetryAfter time.Duration
 }
 
 // Stage is one request stage. Check must honour ctx (it is cancelled when the stage's
