@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -469,4 +470,31 @@ func BenchmarkCheck(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkMemory1M: the heap a limiter holds after one million distinct client addresses
+// (issue 6's benchmark: memory stays bounded under an attack from millions of keys).
+// go test -run xxx -bench Memory1M -benchtime 1x ./internal/ratelimit
+func BenchmarkMemory1M(b *testing.B) {
+	for range b.N {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		l := New(0)
+		l.Update([]SiteRules{{Site: "s", Rules: []Rule{{Name: "all", Limit: 10, Period: time.Second}}}})
+		r := req("GET", "/", "192.0.2.1:1")
+		ctx := context.Background()
+		for i := range 1_000_000 {
+			r.RemoteAddr = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 1).String()
+			if _, err := l.Check(ctx, r, "s"); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "MiB")
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/1e6, "B/key")
+		b.ReportMetric(float64(l.Stats().Keys), "keys")
+		runtime.KeepAlive(l)
+	}
 }
