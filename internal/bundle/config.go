@@ -42,6 +42,8 @@ type Site struct {
 	Outlier  Outlier  `yaml:"outlier" json:"outlier"`
 	// RateLimits are the site's rate-limiting rules (security.go), checked in order.
 	RateLimits []RateLimit `yaml:"rate_limits" json:"rate_limits,omitempty"`
+	// StageModes choose fail open or closed and the time budget per stage (security.go).
+	StageModes []StageMode `yaml:"stage_modes" json:"stage_modes,omitempty"`
 }
 
 // Pool is an ordered group of origins: snapshot.PoolSpec.

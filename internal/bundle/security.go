@@ -2,9 +2,11 @@ package bundle
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"rhizome/internal/ratelimit"
+	"rhizome/internal/stages"
 )
 
 // RateLimit is one rate-limiting rule of a site: ratelimit.Rule. See docs/security.md.
@@ -18,6 +20,13 @@ type RateLimit struct {
 	Period     Duration `yaml:"period" json:"period,omitempty"`           // 1s..1h
 	Burst      int      `yaml:"burst" json:"burst,omitempty"`             // default: limit
 	Action     string   `yaml:"action" json:"action,omitempty"`           // block (default: 429, Retry-After) or log
+}
+
+// StageMode is how one request stage runs for a site: stages.Mode.
+type StageMode struct {
+	Stage      string   `yaml:"stage" json:"stage,omitempty"`             // ratelimit, waf, bots, paycrawl
+	FailClosed bool     `yaml:"fail_closed" json:"fail_closed,omitempty"` // refuse (403) when the stage fails; default: bypass it
+	Budget     Duration `yaml:"budget" json:"budget,omitempty"`           // per request, 1ms..1s; default 50ms
 }
 
 // RateRules converts a site's rules for the ratelimit package.
@@ -36,6 +45,20 @@ func (c *Config) securityErr() []error {
 	for i := range c.Sites {
 		if _, err := ratelimit.Compile(fmt.Sprintf("sites[%d].rate_limits", i), c.Sites[i].RateRules()); err != nil {
 			errs = append(errs, err)
+		}
+		seen := map[string]bool{}
+		for j, m := range c.Sites[i].StageModes {
+			p := fmt.Sprintf("sites[%d].stage_modes[%d]", i, j)
+			switch {
+			case !slices.Contains(stages.Names, m.Stage):
+				errs = append(errs, fmt.Errorf("%s.stage: %q: want one of %v", p, short(m.Stage), stages.Names))
+			case seen[m.Stage]:
+				errs = append(errs, fmt.Errorf("%s.stage: %q listed twice", p, m.Stage))
+			}
+			seen[m.Stage] = true
+			if b := time.Duration(m.Budget); b != 0 && (b < time.Millisecond || b > time.Second) {
+				errs = append(errs, fmt.Errorf("%s.budget: %s: want 1ms..1s (0 for the default 50ms)", p, b))
+			}
 		}
 	}
 	return errs

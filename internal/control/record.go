@@ -17,6 +17,7 @@ import (
 
 	"rhizome/internal/bundle"
 	"rhizome/internal/rollout"
+	"rhizome/internal/stages"
 )
 
 // Kinds of record.
@@ -30,7 +31,7 @@ const (
 
 // Stages are the request stages a kill switch can bypass (see docs/rollout.md). A
 // switched-off stage is skipped for every request: fail open.
-var Stages = []string{"ratelimit", "waf", "bots", "paycrawl"}
+var Stages = stages.Names
 
 // domain separates control signatures from bundle signatures made with the same key.
 const domain = "rhizome-control-v1\n"

@@ -134,10 +134,12 @@ type Node struct {
 	// switches is the kill switches in force, read by the stage driver on every request.
 	switches atomic.Pointer[[]control.Switch]
 	limiter  *ratelimit.Limiter
-	controls *control.Set
-	kick     chan struct{} // wakes the rollout driver
-	done     chan struct{} // closed when the node stops
-	driverWG sync.WaitGroup
+	// stageModes is the active bundle's stage modes by site + "\x00" + stage.
+	stageModes atomic.Pointer[map[string]stages.Mode]
+	controls   *control.Set
+	kick       chan struct{} // wakes the rollout driver
+	done       chan struct{} // closed when the node stops
+	driverWG   sync.WaitGroup
 
 	mu                 sync.Mutex // serialises Apply and the rollout driver
 	active             *BundleInfo
@@ -223,10 +225,13 @@ func Start(boot *Bootstrap, log *slog.Logger) (*Node, error) {
 	}
 	accessLog := boot.AccessLog == nil || *boot.AccessLog
 	n.switches.Store(new(n.controls.Switches()))
+	n.stageModes.Store(&map[string]stages.Mode{})
 	// The stage driver runs the request stages (today rate limiting; the WAF, bots and
 	// pay-per-crawl come later) and obeys the mesh's kill switches.
 	n.limiter = ratelimit.New(0)
-	driver := stages.New([]stages.Stage{n.limiter}, stages.Options{Logger: n.log, Killed: func(stage, site string) bool {
+	driver := stages.New([]stages.Stage{n.limiter}, stages.Options{Logger: n.log, Mode: func(stage, site string) stages.Mode {
+		return (*n.stageModes.Load())[site+"\x00"+stage] // zero Mode: fail open, default budget
+	}, Killed: func(stage, site string) bool {
 		return control.Killed(*n.switches.Load(), stage, site)
 	}})
 	e, err := edge.StartSnapshot(snap, edge.Options{
@@ -354,10 +359,14 @@ func (n *Node) useStagesLocked() {
 		return
 	}
 	var sites []ratelimit.SiteRules
+	modes := map[string]stages.Mode{}
 	if n.activeBody != nil {
 		snap := n.Edge.Proxy.Snapshot()
 		for i := range n.activeBody.Config.Sites {
 			bs := &n.activeBody.Config.Sites[i]
+			for _, m := range bs.StageModes {
+				modes[bs.Name+"\x00"+m.Stage] = stages.Mode{FailClosed: m.FailClosed, Budget: time.Duration(m.Budget)}
+			}
 			rules, err := ratelimit.Compile("", bs.RateRules())
 			if err != nil || len(rules) == 0 {
 				continue // validated when the bundle was taken
@@ -372,6 +381,7 @@ func (n *Node) useStagesLocked() {
 		}
 	}
 	n.limiter.Update(sites)
+	n.stageModes.Store(&modes)
 }
 
 // MeshAddr is the gossip address other nodes join (the bound one when mesh.bind has port

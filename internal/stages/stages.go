@@ -20,6 +20,10 @@ import (
 	"time"
 )
 
+// Names are the request stages, in the order they run: what kill switches and a site's
+// stage_modes may name.
+var Names = []string{"ratelimit", "waf", "bots", "paycrawl"}
+
 // Verdict is a stage's decision about a request.
 type Verdict struct {
 	Block  bool   // refuse the request
