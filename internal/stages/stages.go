@@ -40,6 +40,17 @@ type Stage interface {
 	Check(ctx context.Context, r *http.Request, site string) (Verdict, error)
 }
 
+// Inline is implemented by stages whose Check only computes, in memory and in bounded time
+// (a rate limiter, a rule matcher): they run on the request's goroutine, which saves the
+// goroutine, timer and context a budgeted check costs (about 4.7 µs of a 1.5 µs cache hit,
+// measured by BenchmarkHitStages). Their panics are recovered all the same, and a check that
+// overran its budget counts as a timeout and is treated as one. Stages that wait on anything
+// (the network, a lock held by I/O) must not be inline: only a separate goroutine can be
+// abandoned.
+type Inline interface {
+	Inline() bool
+}
+
 // Mode is how a stage runs for one site.
 type Mode struct {
 	FailClosed bool          // refuse the request when the stage fails (default: bypass it)
@@ -156,6 +167,9 @@ func (d *Driver) check(s Stage, c *counters, r *http.Request, site string, mode 
 	if budget <= 0 {
 		budget = DefaultBudget
 	}
+	if in, ok := s.(Inline); ok && in.Inline() {
+		return d.checkInline(s, c, r, site, budget)
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), budget)
 	type result struct {
 		v        Verdict
@@ -195,6 +209,29 @@ func (d *Driver) check(s Stage, c *counters, r *http.Request, site string, mode 
 		c.timeouts.Add(1)
 		return Verdict{}, errTimeout
 	}
+}
+
+// checkInline runs an Inline stage on the caller's goroutine.
+func (d *Driver) checkInline(s Stage, c *counters, r *http.Request, site string, budget time.Duration) (v Verdict, err error) {
+	defer c.inflight.Add(-1)
+	start := time.Now()
+	defer func() {
+		if p := recover(); p != nil {
+			c.panics.Add(1)
+			d.log.Error("stage panicked; bypassing it for this request", "stage", s.Name(), "site", site, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			v, err = Verdict{}, fmt.Errorf("panic: %v", p)
+		}
+	}()
+	v, err = s.Check(r.Context(), r, site)
+	switch {
+	case time.Since(start) > budget:
+		c.timeouts.Add(1)
+		return Verdict{}, errTimeout
+	case err != nil:
+		c.errors.Add(1)
+		return Verdict{}, err
+	}
+	return v, nil
 }
 
 // Stats returns each stage's counters, by name.

@@ -44,3 +44,23 @@ func TestAbandonedChecksAreBounded(t *testing.T) {
 	}
 	close(h.release)
 }
+
+type inlinePanic struct{}
+
+func (inlinePanic) Name() string { return "ratelimit" }
+func (inlinePanic) Inline() bool { return true }
+func (inlinePanic) Check(context.Context, *http.Request, string) (Verdict, error) {
+	panic("inline boom")
+}
+
+// TestInlineStagePanicIsRecovered: a stage run on the request's goroutine is recovered and
+// bypassed like any other.
+func TestInlineStagePanicIsRecovered(t *testing.T) {
+	d := New([]Stage{inlinePanic{}}, Options{})
+	if _, _, blocked := d.Run(httptest.NewRequest("GET", "/", nil), "s"); blocked {
+		t.Fatal("a panicking inline stage blocked the request")
+	}
+	if st := d.Stats()["ratelimit"]; st.Panics != 1 || st.Bypasses != 1 || d.Failures() != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
