@@ -69,6 +69,13 @@ func TestRevalidation304TurnsPrivate(t *testing.T) {
 		resp, _ := e.get(t, "/q")
 		return strings.Contains(resp.Header.Get("Cache-Status"), "hit")
 	})
+	// A request of the loop above may still be finishing a fill of the shared copy: the
+	// request below must start its own revalidation, not join that flight.
+	eventually(t, "no fetch in flight", func() bool {
+		e.h.mu.Lock()
+		defer e.h.mu.Unlock()
+		return len(e.h.flights) == 0
+	})
 	private.Store(true)
 	e.clock.advance(time.Minute)
 	resp, body := e.get(t, "/q")
