@@ -138,13 +138,7 @@ func (g *gossip) Heard(a mesh.Announcement) {
 		g.mu.Unlock()
 	}
 	if a.URL != "" && a.Controls != "" && a.Controls != g.n.controls.Digest() {
-		g.mu.Lock()
-		if !g.syncingControls && g.ctx.Err() == nil && time.Since(g.lastControlSync) > controlSyncEvery {
-			g.syncingControls, g.lastControlSync = true, time.Now()
-			g.wg.Add(1)
-			go g.syncControls(a)
-		}
-		g.mu.Unlock()
+		g.syncOnce(true, func() { g.fetchControls(a.URL, a.From) })
 	}
 	if a.Hash == "" || a.URL == "" || !hashRE.MatchString(a.Hash) || g.n.controls.Bundle(a.Hash).Halted {
 		return
@@ -237,16 +231,45 @@ func (g *gossip) serveControls(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(g.n.controls.Signed())
 }
 
-// syncControls fetches a peer's control records and keeps the authentic ones: a node that
-// missed a gossiped halt or kill switch learns of it from the next digest that differs.
-func (g *gossip) syncControls(a mesh.Announcement) {
-	defer g.wg.Done()
-	defer func() {
-		g.mu.Lock()
-		g.syncingControls = false
+// syncOnce runs a control catch-up on its own goroutine unless one is running (or, when
+// spaced, one started less than controlSyncEvery ago): the digest path and the poll share
+// it, so a node never fetches record sets from two peers at once.
+func (g *gossip) syncOnce(spaced bool, fn func()) {
+	g.mu.Lock()
+	if g.syncingControls || g.ctx.Err() != nil || spaced && time.Since(g.lastControlSync) <= controlSyncEvery {
 		g.mu.Unlock()
+		return
+	}
+	g.syncingControls, g.lastControlSync = true, time.Now()
+	g.wg.Add(1)
+	g.mu.Unlock()
+	go func() {
+		defer g.wg.Done()
+		defer func() {
+			g.mu.Lock()
+			g.syncingControls = false
+			g.mu.Unlock()
+		}()
+		fn()
 	}()
-	g.fetchControls(a.URL, a.From)
+}
+
+// fetchReport asks a peer for its current signed report and control digest.
+func (g *gossip) fetchReport(url string) (reportAnswer, error) {
+	var a reportAnswer
+	ctx, cancel := context.WithTimeout(g.ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/v1/report", nil)
+	if err != nil {
+		return a, err
+	}
+	resp, err := g.client.Do(req)
+	if err != nil {
+		return a, err
+	}
+	defer resp.Body.Close()
+	err = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&a)
+	return a, err
 }
 
 // fetchControls takes a peer's control records.
@@ -357,19 +380,8 @@ func (g *gossip) confirmOne(p *candidate, name string, m mesh.Member) error {
 	if m.Meta.FetchURL == "" || m.State != mesh.StateAlive {
 		return fmt.Errorf("%s: not reachable", name)
 	}
-	ctx, cancel := context.WithTimeout(g.ctx, 3*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.Meta.FetchURL+"/v1/report", nil)
+	a, err := g.fetchReport(m.Meta.FetchURL)
 	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	resp, err := g.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	defer resp.Body.Close()
-	var a reportAnswer
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&a); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	if a.Controls != "" && a.Controls != g.n.controls.Digest() {
@@ -408,41 +420,14 @@ func (g *gossip) pollControls() {
 		return
 	}
 	m := peers[rand.IntN(len(peers))]
-	g.mu.Lock()
-	if g.syncingControls || g.ctx.Err() != nil {
-		g.mu.Unlock()
-		return
-	}
-	g.syncingControls = true
-	g.wg.Add(1)
-	g.mu.Unlock()
-	go func() {
-		defer g.wg.Done()
-		defer func() {
-			g.mu.Lock()
-			g.syncingControls = false
-			g.mu.Unlock()
-		}()
-		ctx, cancel := context.WithTimeout(g.ctx, 3*time.Second)
-		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.Meta.FetchURL+"/v1/report", nil)
-		if err != nil {
-			return
-		}
-		resp, err := g.client.Do(req)
-		if err != nil {
-			return
-		}
-		var a reportAnswer
-		err = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&a)
-		resp.Body.Close()
-		if err != nil {
-			return
-		}
-		if a.Controls != g.n.controls.Digest() {
+	g.syncOnce(false, func() {
+		a, err := g.fetchReport(m.Meta.FetchURL)
+		switch {
+		case err != nil:
+		case a.Controls != g.n.controls.Digest():
 			g.fetchControls(m.Meta.FetchURL, m.Name)
-		} else {
+		default:
 			g.n.synced.Store(true)
 		}
-	}()
+	})
 }
