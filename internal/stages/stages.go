@@ -47,8 +47,22 @@ type Stage interface {
 // overran its budget counts as a timeout and is treated as one. Stages that wait on anything
 // (the network, a lock held by I/O) must not be inline: only a separate goroutine can be
 // abandoned.
+//
+// Inline is asked per request, so that a stage that usually computes but sometimes must
+// wait (the bot stage, on a key directory it has not fetched yet) runs inline only when it
+// will not wait.
 type Inline interface {
-	Inline() bool
+	Inline(r *http.Request) bool
+}
+
+// Preparer is implemented by stages that must read from the client before they can judge
+// (the WAF buffers the request body up to its limit). Prepare runs on the request's
+// goroutine before Check and outside the time budget: a client that sends its body slowly
+// must not push the check past its budget and so past the stage (fail open would let it
+// through unchecked). The wait is bounded by the server's read timeouts and the stage's own
+// limits. A blocking verdict stops the request; an error counts as the stage failing.
+type Preparer interface {
+	Prepare(r *http.Request, site string) (Verdict, error)
 }
 
 // Mode is how a stage runs for one site.
@@ -167,7 +181,17 @@ func (d *Driver) check(s Stage, c *counters, r *http.Request, site string, mode 
 	if budget <= 0 {
 		budget = DefaultBudget
 	}
-	if in, ok := s.(Inline); ok && in.Inline() {
+	if p, ok := s.(Preparer); ok {
+		v, err := d.prepare(p, s.Name(), r, site)
+		if err != nil || v.Block {
+			c.inflight.Add(-1)
+			if err != nil {
+				c.errors.Add(1)
+			}
+			return v, err
+		}
+	}
+	if in, ok := s.(Inline); ok && in.Inline(r) {
 		return d.checkInline(s, c, r, site, budget)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), budget)
@@ -224,6 +248,11 @@ func (d *Driver) checkInline(s Stage, c *counters, r *http.Request, site string,
 	}()
 	v, err = s.Check(r.Context(), r, site)
 	switch {
+	case err == nil && v.Block:
+		// A block that came late is still a block: overrunning the budget must not be a
+		// way past a stage (a payload crafted to be slow to match would otherwise pass a
+		// fail-open WAF).
+		return v, nil
 	case time.Since(start) > budget:
 		c.timeouts.Add(1)
 		return Verdict{}, errTimeout
@@ -232,6 +261,17 @@ func (d *Driver) checkInline(s Stage, c *counters, r *http.Request, site string,
 		return Verdict{}, err
 	}
 	return v, nil
+}
+
+// prepare runs a Preparer, recovering a panic (counted as an error, like the failure it is).
+func (d *Driver) prepare(p Preparer, name string, r *http.Request, site string) (v Verdict, err error) {
+	defer func() {
+		if x := recover(); x != nil {
+			d.log.Error("stage panicked while preparing; bypassing it for this request", "stage", name, "site", site, "panic", fmt.Sprint(x), "stack", string(debug.Stack()))
+			v, err = Verdict{}, fmt.Errorf("panic in prepare: %v", x)
+		}
+	}()
+	return p.Prepare(r, site)
 }
 
 // Stats returns each stage's counters, by name.

@@ -47,8 +47,8 @@ func TestAbandonedChecksAreBounded(t *testing.T) {
 
 type inlinePanic struct{}
 
-func (inlinePanic) Name() string { return "ratelimit" }
-func (inlinePanic) Inline() bool { return true }
+func (inlinePanic) Name() string              { return "ratelimit" }
+func (inlinePanic) Inline(*http.Request) bool { return true }
 func (inlinePanic) Check(context.Context, *http.Request, string) (Verdict, error) {
 	panic("inline boom")
 }
@@ -62,5 +62,80 @@ func TestInlineStagePanicIsRecovered(t *testing.T) {
 	}
 	if st := d.Stats()["ratelimit"]; st.Panics != 1 || st.Bypasses != 1 || d.Failures() != 1 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+type slowBlock struct{}
+
+func (slowBlock) Name() string              { return "waf" }
+func (slowBlock) Inline(*http.Request) bool { return true }
+func (slowBlock) Check(context.Context, *http.Request, string) (Verdict, error) {
+	time.Sleep(5 * time.Millisecond)
+	return Verdict{Block: true, Reason: "attack"}, nil
+}
+
+// TestLateBlockStillBlocks: an inline check that overruns its budget but decides to block
+// blocks: a slow-to-match payload must not be a way past a fail-open stage.
+func TestLateBlockStillBlocks(t *testing.T) {
+	d := New([]Stage{slowBlock{}}, Options{Mode: func(string, string) Mode { return Mode{Budget: time.Millisecond} }})
+	v, _, blocked := d.Run(httptest.NewRequest("GET", "/", nil), "s")
+	if !blocked || v.Status != http.StatusForbidden || v.Reason != "attack" {
+		t.Fatalf("verdict %+v blocked %v: want a 403 block", v, blocked)
+	}
+	if st := d.Stats()["waf"]; st.Blocks != 1 || st.Timeouts != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+type preparer struct {
+	prepared *bool
+	v        Verdict
+	err      error
+	panics   bool
+}
+
+func (p preparer) Name() string              { return "waf" }
+func (p preparer) Inline(*http.Request) bool { return true }
+func (p preparer) Prepare(*http.Request, string) (Verdict, error) {
+	if p.panics {
+		panic("prepare boom")
+	}
+	time.Sleep(3 * time.Millisecond) // outside the budget: no timeout
+	*p.prepared = true
+	return p.v, p.err
+}
+func (p preparer) Check(context.Context, *http.Request, string) (Verdict, error) {
+	if !*p.prepared {
+		return Verdict{}, errTimeout
+	}
+	return Verdict{}, nil
+}
+
+// TestPrepare: Prepare runs before Check and outside the budget; its block stops the
+// request; its error or panic is a stage failure, bypassed when failing open.
+func TestPrepare(t *testing.T) {
+	mode := func(string, string) Mode { return Mode{Budget: time.Millisecond} }
+	for _, tc := range []struct {
+		name    string
+		p       preparer
+		blocked bool
+		st      Counters
+	}{
+		{"ok", preparer{}, false, Counters{Runs: 1}},
+		{"block", preparer{v: Verdict{Block: true, Status: 413}}, true, Counters{Runs: 1, Blocks: 1}},
+		{"error", preparer{err: errOverload}, false, Counters{Runs: 1, Errors: 1, Bypasses: 1}},
+		{"panic", preparer{panics: true}, false, Counters{Runs: 1, Errors: 1, Bypasses: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.p.prepared = new(bool)
+			d := New([]Stage{tc.p}, Options{Mode: mode})
+			v, _, blocked := d.Run(httptest.NewRequest("POST", "/", nil), "s")
+			if blocked != tc.blocked {
+				t.Fatalf("blocked %v (%+v)", blocked, v)
+			}
+			if st := d.Stats()["waf"]; st != tc.st {
+				t.Fatalf("stats %+v, want %+v", st, tc.st)
+			}
+		})
 	}
 }
