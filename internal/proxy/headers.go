@@ -1,11 +1,12 @@
 package proxy
 
 import (
-	"net"
 	"net/http"
 	"net/netip"
 	"net/textproto"
 	"strings"
+
+	"rhizome/internal/clientip"
 )
 
 // hopHeaders are the hop-by-hop fields of RFC 9110 §7.6.1 plus the de-facto ones that
@@ -67,41 +68,16 @@ func upgradeType(h http.Header) string {
 	return ""
 }
 
-// remoteAddr parses the socket peer of r.
-func remoteAddr(r *http.Request) netip.Addr {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	a, err := netip.ParseAddr(host)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return a.Unmap()
-}
-
-func trusted(a netip.Addr, prefixes []netip.Prefix) bool {
-	if !a.IsValid() {
-		return false
-	}
-	for _, p := range prefixes {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
-
 // forwardedFor computes the X-Forwarded-For value to send. A client's own X-Forwarded-For
 // is believed, and extended, only when the socket peer is a trusted proxy.
 func forwardedFor(r *http.Request, trust []netip.Prefix) string {
-	peer := remoteAddr(r)
+	peer := clientip.Peer(r)
 	peerStr := ""
 	if peer.IsValid() {
 		peerStr = peer.String()
 	}
 	prior := r.Header.Values("X-Forwarded-For")
-	if len(prior) == 0 || !trusted(peer, trust) {
+	if len(prior) == 0 || !clientip.Trusted(peer, trust) {
 		return peerStr
 	}
 	return strings.Join(prior, ", ") + ", " + peerStr

@@ -17,6 +17,7 @@ import (
 
 	"rhizome/internal/cache"
 	"rhizome/internal/cachepolicy"
+	"rhizome/internal/clientip"
 	"rhizome/internal/snapshot"
 	"rhizome/internal/stages"
 	"rhizome/internal/upstream"
@@ -213,7 +214,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, x, &Error{Status: http.StatusMisdirectedRequest, Source: SourceClient, Detail: "unknown-host"})
 		return
 	}
-	if p := r.Header.Get("X-Forwarded-Proto"); (p == "http" || p == "https") && len(x.site.TrustedProxies) > 0 && trusted(remoteAddr(r), x.site.TrustedProxies) {
+	if p := r.Header.Get("X-Forwarded-Proto"); (p == "http" || p == "https") && len(x.site.TrustedProxies) > 0 && clientip.Trusted(clientip.Peer(r), x.site.TrustedProxies) {
 		// Behind a trusted TLS-terminating balancer the scheme is the client's: it keys
 		// the cache, so that an http redirect to https is never served to https clients.
 		x.scheme = p
@@ -309,10 +310,10 @@ func (h *Handler) outbound(ctx context.Context, r *http.Request, x *exchange, o 
 	}
 	xff := forwardedFor(r, x.site.TrustedProxies)
 	out.Header["X-Forwarded-For"] = []string{xff}
-	if p := r.Header.Get("X-Forwarded-Proto"); p == "" || !trusted(remoteAddr(r), x.site.TrustedProxies) {
+	if p := r.Header.Get("X-Forwarded-Proto"); p == "" || !clientip.Trusted(clientip.Peer(r), x.site.TrustedProxies) {
 		out.Header["X-Forwarded-Proto"] = []string{x.scheme}
 	}
-	if _, ok := out.Header["X-Forwarded-Host"]; !ok || !trusted(remoteAddr(r), x.site.TrustedProxies) {
+	if _, ok := out.Header["X-Forwarded-Host"]; !ok || !clientip.Trusted(clientip.Peer(r), x.site.TrustedProxies) {
 		out.Header["X-Forwarded-Host"] = []string{r.Host}
 	}
 	if v := r.Header.Get("Via"); v != "" {

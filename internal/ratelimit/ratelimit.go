@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -20,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"rhizome/internal/clientip"
 	"rhizome/internal/stages"
 )
 
@@ -302,7 +302,7 @@ func (l *Limiter) Check(ctx context.Context, r *http.Request, siteName string) (
 		switch ru.kind {
 		case keyIP, keyIP24:
 			if !clientDone {
-				client, clientDone = clientAddr(r, st.trusted), true
+				client, clientDone = clientip.Addr(r, st.trusted), true
 			}
 			if !client.IsValid() {
 				continue
@@ -430,59 +430,6 @@ func (sh *shard) evict(now int64) {
 	if n > 0 {
 		delete(sh.m, victim)
 	}
-}
-
-// clientAddr is the client's address: r.RemoteAddr, or, when that is a trusted proxy, the
-// right-most X-Forwarded-For entry that is not a trusted proxy (nginx real_ip_recursive).
-// An unparseable entry stops the walk at the last trusted address seen.
-func clientAddr(r *http.Request, trusted []netip.Prefix) netip.Addr {
-	a := parseAddr(r.RemoteAddr)
-	if !a.IsValid() || !isTrusted(a, trusted) {
-		return a
-	}
-	xff := r.Header.Values("X-Forwarded-For")
-	for i := len(xff) - 1; i >= 0; i-- {
-		parts := strings.Split(xff[i], ",")
-		for j := len(parts) - 1; j >= 0; j-- {
-			p := strings.TrimSpace(parts[j])
-			if p == "" {
-				continue
-			}
-			b := parseAddr(p)
-			if !b.IsValid() {
-				return a
-			}
-			a = b
-			if !isTrusted(a, trusted) {
-				return a
-			}
-		}
-	}
-	return a
-}
-
-func parseAddr(s string) netip.Addr {
-	if a, err := netip.ParseAddr(s); err == nil {
-		return a.Unmap().WithZone("")
-	}
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap.Addr().Unmap().WithZone("")
-	}
-	if h, _, err := net.SplitHostPort(s); err == nil {
-		if a, err := netip.ParseAddr(h); err == nil {
-			return a.Unmap().WithZone("")
-		}
-	}
-	return netip.Addr{}
-}
-
-func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
-	for _, p := range trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }
 
 // Stats are the limiter's figures.

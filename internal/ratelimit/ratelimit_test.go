@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"rhizome/internal/clientip"
 	"rhizome/internal/stages"
 )
 
@@ -292,7 +293,7 @@ func TestTrustedProxies(t *testing.T) {
 			for _, x := range c.xff {
 				r.Header.Add("X-Forwarded-For", x)
 			}
-			if got := clientAddr(r, trusted).String(); got != c.want {
+			if got := clientip.Addr(r, trusted).String(); got != c.want {
 				t.Fatalf("client %s, want %s", got, c.want)
 			}
 		})
