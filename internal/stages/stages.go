@@ -52,7 +52,7 @@ type Stage interface {
 // wait (the bot stage, on a key directory it has not fetched yet) runs inline only when it
 // will not wait.
 type Inline interface {
-	Inline(r *http.Request) bool
+	Inline(r *http.Request, site string) bool
 }
 
 // Preparer is implemented by stages that must read from the client before they can judge
@@ -191,7 +191,7 @@ func (d *Driver) check(s Stage, c *counters, r *http.Request, site string, mode 
 			return v, err
 		}
 	}
-	if in, ok := s.(Inline); ok && in.Inline(r) {
+	if in, ok := s.(Inline); ok && in.Inline(r, site) {
 		return d.checkInline(s, c, r, site, budget)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), budget)
