@@ -65,6 +65,13 @@ type Preparer interface {
 	Prepare(r *http.Request, site string) (Verdict, error)
 }
 
+// Budgeter is implemented by stages that need another default budget than DefaultBudget
+// (the WAF: the Core Rule Set costs milliseconds where the others cost microseconds). A
+// site's stage_modes budget still wins.
+type Budgeter interface {
+	DefaultBudget() time.Duration
+}
+
 // Mode is how a stage runs for one site.
 type Mode struct {
 	FailClosed bool          // refuse the request when the stage fails (default: bypass it)
@@ -180,6 +187,9 @@ func (d *Driver) check(s Stage, c *counters, r *http.Request, site string, mode 
 	budget := mode.Budget
 	if budget <= 0 {
 		budget = DefaultBudget
+		if b, ok := s.(Budgeter); ok {
+			budget = b.DefaultBudget()
+		}
 	}
 	if p, ok := s.(Preparer); ok {
 		v, err := d.prepare(p, s.Name(), r, site)

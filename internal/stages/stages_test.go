@@ -47,7 +47,7 @@ func TestAbandonedChecksAreBounded(t *testing.T) {
 
 type inlinePanic struct{}
 
-func (inlinePanic) Name() string              { return "ratelimit" }
+func (inlinePanic) Name() string                      { return "ratelimit" }
 func (inlinePanic) Inline(*http.Request, string) bool { return true }
 func (inlinePanic) Check(context.Context, *http.Request, string) (Verdict, error) {
 	panic("inline boom")
@@ -67,7 +67,7 @@ func TestInlineStagePanicIsRecovered(t *testing.T) {
 
 type slowBlock struct{}
 
-func (slowBlock) Name() string              { return "waf" }
+func (slowBlock) Name() string                      { return "waf" }
 func (slowBlock) Inline(*http.Request, string) bool { return true }
 func (slowBlock) Check(context.Context, *http.Request, string) (Verdict, error) {
 	time.Sleep(5 * time.Millisecond)
@@ -94,7 +94,7 @@ type preparer struct {
 	panics   bool
 }
 
-func (p preparer) Name() string              { return "waf" }
+func (p preparer) Name() string                      { return "waf" }
 func (p preparer) Inline(*http.Request, string) bool { return true }
 func (p preparer) Prepare(*http.Request, string) (Verdict, error) {
 	if p.panics {
