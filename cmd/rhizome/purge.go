@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"rhizome/internal/admin"
 	"rhizome/internal/bytesize"
 	"rhizome/internal/node"
+	"rhizome/internal/stages"
 )
 
 // adminClient holds the flags every admin command shares.
@@ -230,8 +232,41 @@ func printBundle(w io.Writer, ns node.State) {
 		}
 		fmt.Fprintf(w, "kill switch %s (%s): %s\n", s.Stage, site, onOff(s.On))
 	}
+	if sg := ns.Stages; sg != nil {
+		printStages(w, sg)
+	}
 	for _, r := range ns.Refused {
 		fmt.Fprintf(w, "refused %s: serial %d: %s\n", r.Time.Format(time.RFC3339), r.Serial, r.Reason)
+	}
+}
+
+// printStages writes the request stages' counters: what each stage did, and what the
+// WAF and bot stages saw.
+func printStages(w io.Writer, sg *node.StageState) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "STAGE	RUNS	BLOCKS	ERRORS	TIMEOUTS	PANICS	BYPASSES")
+	for _, name := range stages.Names {
+		c, ok := sg.Driver[name]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(tw, "%s	%d	%d	%d	%d	%d	%d\n", name, c.Runs, c.Blocks, c.Errors, c.Timeouts, c.Panics, c.Bypasses)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "rate limiting: %d keys, %d blocked, %d logged\n", sg.RateLimit.Keys, sg.RateLimit.Blocked, sg.RateLimit.Logged)
+	fmt.Fprintf(w, "waf: %d inspected, %d blocked, %d detected (detect-only), %d bodies over the limit\n", sg.WAF.Inspected, sg.WAF.Blocked, sg.WAF.Detected, sg.WAF.OverLimit)
+	if len(sg.Bots) > 0 {
+		classes := make([]string, 0, len(sg.Bots))
+		for k := range sg.Bots {
+			classes = append(classes, k)
+		}
+		sort.Strings(classes)
+		var parts []string
+		for _, k := range classes {
+			c := sg.Bots[k]
+			parts = append(parts, fmt.Sprintf("%s %d (%d verified, %d blocked)", k, c.Seen, c.Verified, c.Blocked))
+		}
+		fmt.Fprintf(w, "bots: %s\n", strings.Join(parts, "; "))
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"rhizome/internal/bots"
 	"rhizome/internal/snapshot"
 )
 
@@ -24,6 +25,8 @@ type Config struct {
 	Rollout *Rollout `yaml:"rollout" json:"rollout,omitempty"`
 	// DNS holds the zones the nodes serve as authoritative nameservers (dns.go); nil: none.
 	DNS *DNS `yaml:"dns" json:"dns,omitempty"`
+	// Crawlers extends or replaces the crawler list built into the release (security.go).
+	Crawlers *Crawlers `yaml:"crawlers" json:"crawlers,omitempty"`
 }
 
 // Site is one site: snapshot.SiteSpec.
@@ -44,6 +47,10 @@ type Site struct {
 	RateLimits []RateLimit `yaml:"rate_limits" json:"rate_limits,omitempty"`
 	// StageModes choose fail open or closed and the time budget per stage (security.go).
 	StageModes []StageMode `yaml:"stage_modes" json:"stage_modes,omitempty"`
+	// WAF inspects requests with the OWASP Core Rule Set (security.go); nil: off.
+	WAF *WAF `yaml:"waf" json:"waf,omitempty"`
+	// Bots is the site's bot and AI-crawler policy (internal/bots); nil: not classified.
+	Bots *bots.Policy `yaml:"bots" json:"bots,omitempty"`
 }
 
 // Pool is an ordered group of origins: snapshot.PoolSpec.

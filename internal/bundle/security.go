@@ -5,8 +5,11 @@ import (
 	"slices"
 	"time"
 
+	"rhizome/internal/bots"
+	"rhizome/internal/bytesize"
 	"rhizome/internal/ratelimit"
 	"rhizome/internal/stages"
+	"rhizome/internal/waf"
 )
 
 // RateLimit is one rate-limiting rule of a site: ratelimit.Rule. See docs/security.md.
@@ -59,6 +62,89 @@ func (c *Config) securityErr() []error {
 			if b := time.Duration(m.Budget); b != 0 && (b < time.Millisecond || b > time.Second) {
 				errs = append(errs, fmt.Errorf("%s.budget: %s: want 1ms..1s (0 for the default 50ms)", p, b))
 			}
+		}
+	}
+	return append(errs, c.botsErr()...)
+}
+
+// WAF is a site's web application firewall: waf.Config. See docs/security.md#waf.
+type WAF struct {
+	Mode             string         `yaml:"mode" json:"mode,omitempty"`                           // block (default) or detect
+	Paranoia         int            `yaml:"paranoia" json:"paranoia,omitempty"`                   // CRS paranoia level 1..4; default 1
+	AnomalyThreshold int            `yaml:"anomaly_threshold" json:"anomaly_threshold,omitempty"` // inbound anomaly score that blocks; default 5
+	Exclusions       []WAFExclusion `yaml:"exclusions" json:"exclusions,omitempty"`               // rules switched off
+	BodyLimit        string         `yaml:"body_limit" json:"body_limit,omitempty"`               // request body bytes inspected, e.g. 128KiB (default)
+	OverLimit        string         `yaml:"over_limit" json:"over_limit,omitempty"`               // inspect_partial (default) or reject (413)
+}
+
+// WAFExclusion switches off Core Rule Set rules by id, everywhere or under a path prefix.
+type WAFExclusion struct {
+	IDs        []int  `yaml:"ids" json:"ids"`
+	PathPrefix string `yaml:"path_prefix" json:"path_prefix,omitempty"`
+}
+
+// Crawlers is the bundle's crawler list: the release's built-in list (unless builtin is
+// false) with List's entries added, an entry of the same name replacing the built-in one.
+type Crawlers struct {
+	Builtin *bool          `yaml:"builtin" json:"builtin,omitempty"` // default true
+	List    []bots.Crawler `yaml:"list" json:"list,omitempty"`
+}
+
+// CrawlerList is the crawler list the bundle runs with.
+func (c *Config) CrawlerList() []bots.Crawler {
+	if c.Crawlers == nil {
+		return bots.Builtin()
+	}
+	var base []bots.Crawler
+	if c.Crawlers.Builtin == nil || *c.Crawlers.Builtin {
+		base = bots.Builtin()
+	}
+	return bots.Merge(base, c.Crawlers.List)
+}
+
+// WAFConfig converts a site's WAF section; ok is false when the site has none. A body
+// limit that does not parse becomes -1, which waf.Config.Validate refuses.
+func (s *Site) WAFConfig() (waf.Config, bool) {
+	if s.WAF == nil {
+		return waf.Config{}, false
+	}
+	w := s.WAF
+	c := waf.Config{Mode: w.Mode, Paranoia: w.Paranoia, AnomalyThreshold: w.AnomalyThreshold, OverLimit: w.OverLimit}
+	for _, e := range w.Exclusions {
+		c.Exclusions = append(c.Exclusions, waf.Exclusion{IDs: slices.Clone(e.IDs), PathPrefix: e.PathPrefix})
+	}
+	if w.BodyLimit != "" {
+		n, err := bytesize.Parse(w.BodyLimit)
+		if err != nil {
+			n = -1
+		}
+		c.BodyLimit = n
+	}
+	return c, true
+}
+
+// botsErr validates the crawler list and every site's WAF and bot policy.
+func (c *Config) botsErr() []error {
+	var errs []error
+	if c.Crawlers != nil {
+		errs = append(errs, bots.ValidateCrawlers("crawlers.list", c.Crawlers.List)...)
+	}
+	list := c.CrawlerList()
+	if len(errs) == 0 {
+		// The merged list can still break a limit (built-in entries plus added ones).
+		errs = append(errs, bots.ValidateCrawlers("crawlers", list)...)
+	}
+	for i := range c.Sites {
+		s := &c.Sites[i]
+		if s.Bots != nil {
+			errs = append(errs, s.Bots.Validate(fmt.Sprintf("sites[%d].bots", i), list)...)
+		}
+		if w, ok := s.WAFConfig(); ok {
+			if w.BodyLimit < 0 {
+				errs = append(errs, fmt.Errorf("sites[%d].waf.body_limit: %q: want a size like 128KiB", i, short(s.WAF.BodyLimit)))
+				w.BodyLimit = 0
+			}
+			errs = append(errs, w.Validate(fmt.Sprintf("sites[%d].waf", i))...)
 		}
 	}
 	return errs

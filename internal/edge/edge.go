@@ -43,6 +43,8 @@ type Options struct {
 	Transport proxy.TransportOptions
 	// Stages run before the cache (nil: none).
 	Stages *stages.Driver
+	// RobotsTxt gives a site's managed robots.txt section (proxy.Config.RobotsTxt).
+	RobotsTxt func(site string) []byte
 }
 
 // Node is a running node.
@@ -116,6 +118,7 @@ func StartSnapshot(snap *snapshot.Snapshot, o Options) (*Node, error) {
 		AccessLog: o.AccessLog,
 		Name:      o.Name,
 		Stages:    o.Stages,
+		RobotsTxt: o.RobotsTxt,
 	})
 
 	ln, err := net.Listen("tcp", o.Listen)

@@ -15,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"rhizome/internal/bots"
 	"rhizome/internal/bundle"
 	"rhizome/internal/bytesize"
 	"rhizome/internal/control"
@@ -54,6 +55,9 @@ type Bootstrap struct {
 	// Mesh joins the node to its peers. Absent: a standalone node that takes bundles only
 	// through its admin API.
 	Mesh *MeshConfig `yaml:"mesh"`
+	// Bots reaches the bot stage's DNS resolver and key-directory client: set by programs
+	// that embed a node (tests, the demo), never from the file.
+	Bots bots.Options `yaml:"-"`
 
 	trust       bundle.Trust
 	memory, dsk int64

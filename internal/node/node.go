@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"rhizome/internal/admin"
+	"rhizome/internal/bots"
 	"rhizome/internal/bundle"
 	"rhizome/internal/control"
 	"rhizome/internal/dns"
@@ -30,6 +31,7 @@ import (
 	"rhizome/internal/snapshot"
 	"rhizome/internal/stages"
 	"rhizome/internal/upstream"
+	"rhizome/internal/waf"
 )
 
 // Files in DataDir/bundles. The active bundle is the last-known-good: a node restarted with
@@ -89,6 +91,17 @@ type State struct {
 	Members      []mesh.Member    `json:"members,omitempty"`
 	// Peers is what each member's signed report says: the bundle it runs and its health.
 	Peers []PeerState `json:"peers,omitempty"`
+	// Stages counts what the request stages did since the node started.
+	Stages *StageState `json:"stages,omitempty"`
+}
+
+// StageState is the request stages' figures: the driver's per stage (runs, blocks,
+// failures, bypasses), then each stage's own.
+type StageState struct {
+	Driver    map[string]stages.Counters  `json:"driver"`
+	RateLimit ratelimit.Stats             `json:"ratelimit"`
+	WAF       waf.Stats                   `json:"waf"`
+	Bots      map[string]bots.ClassCounts `json:"bots,omitempty"` // by class: crawler categories, automated, human, spoofed
 }
 
 // PeerState is one member's bundle and health, from its signed report.
@@ -134,6 +147,9 @@ type Node struct {
 	// switches is the kill switches in force, read by the stage driver on every request.
 	switches atomic.Pointer[[]control.Switch]
 	limiter  *ratelimit.Limiter
+	waf      *waf.Stage
+	bots     *bots.Stage
+	driver   *stages.Driver
 	// stageModes is the active bundle's stage modes by site + "\x00" + stage.
 	stageModes atomic.Pointer[map[string]stages.Mode]
 	controls   *control.Set
@@ -145,6 +161,7 @@ type Node struct {
 	active             *BundleInfo
 	activePlan         rollout.Plan
 	activeBody         *bundle.Body // the active bundle's content (its DNS section)
+	activeSec          *security    // the active bundle's compiled stage settings
 	activeFromPrevious bool         // loaded from previous.bundle at start (active.bundle was unusable)
 	previous           *BundleInfo
 	pending            *candidate
@@ -192,7 +209,7 @@ func Start(boot *Bootstrap, log *slog.Logger) (*Node, error) {
 			n.refuse(nil, err)
 			continue
 		}
-		snap, n.active, n.activePlan, n.activeBody = c.snap, c.info, c.plan, c.body
+		snap, n.active, n.activePlan, n.activeBody, n.activeSec = c.snap, c.info, c.plan, c.body, c.sec
 		n.activeFromPrevious = f == previousFile
 		n.log.Info("serving last-known-good bundle", "file", f, "serial", c.info.Serial, "hash", c.info.Hash)
 		break
@@ -226,16 +243,22 @@ func Start(boot *Bootstrap, log *slog.Logger) (*Node, error) {
 	accessLog := boot.AccessLog == nil || *boot.AccessLog
 	n.switches.Store(new(n.controls.Switches()))
 	n.stageModes.Store(&map[string]stages.Mode{})
-	// The stage driver runs the request stages (today rate limiting; the WAF, bots and
-	// pay-per-crawl come later) and obeys the mesh's kill switches.
+	// The stage driver runs the request stages (rate limiting, the WAF, bot classification;
+	// pay-per-crawl comes later) and obeys the mesh's kill switches.
 	n.limiter = ratelimit.New(0)
-	driver := stages.New([]stages.Stage{n.limiter}, stages.Options{Logger: n.log, Mode: func(stage, site string) stages.Mode {
+	n.waf = waf.NewStage(n.log)
+	bo := boot.Bots
+	if bo.Logger == nil {
+		bo.Logger = n.log
+	}
+	n.bots = bots.NewStage(bo)
+	n.driver = stages.New([]stages.Stage{n.limiter, n.waf, n.bots}, stages.Options{Logger: n.log, Mode: func(stage, site string) stages.Mode {
 		return (*n.stageModes.Load())[site+"\x00"+stage] // zero Mode: fail open, default budget
 	}, Killed: func(stage, site string) bool {
 		return control.Killed(*n.switches.Load(), stage, site)
 	}})
 	e, err := edge.StartSnapshot(snap, edge.Options{
-		Listen: boot.Listen, AdminListen: boot.Admin, DataDir: boot.DataDir, Name: "rhizome-" + boot.Name, Stages: driver,
+		Listen: boot.Listen, AdminListen: boot.Admin, DataDir: boot.DataDir, Name: "rhizome-" + boot.Name, Stages: n.driver, RobotsTxt: n.bots.RobotsTxt,
 		CacheMemory: boot.memory, CacheDisk: boot.dsk, AccessLog: accessLog, Logger: n.log,
 		Admin: func(a *admin.Server) {
 			a.Apply = func(b []byte) (any, error) { return n.Apply(b) }
@@ -353,35 +376,23 @@ func (n *Node) useDNSLocked() {
 	n.steer.nodes.Store(compileDNSNodes(cfg))
 }
 
-// useStagesLocked gives the request stages the active bundle's per-site settings.
+// useStagesLocked gives the request stages the active bundle's compiled settings.
 func (n *Node) useStagesLocked() {
 	if n.limiter == nil || n.Edge == nil {
 		return
 	}
-	var sites []ratelimit.SiteRules
-	modes := map[string]stages.Mode{}
-	if n.activeBody != nil {
-		snap := n.Edge.Proxy.Snapshot()
-		for i := range n.activeBody.Config.Sites {
-			bs := &n.activeBody.Config.Sites[i]
-			for _, m := range bs.StageModes {
-				modes[bs.Name+"\x00"+m.Stage] = stages.Mode{FailClosed: m.FailClosed, Budget: time.Duration(m.Budget)}
-			}
-			rules, err := ratelimit.Compile("", bs.RateRules())
-			if err != nil || len(rules) == 0 {
-				continue // validated when the bundle was taken
-			}
-			sr := ratelimit.SiteRules{Site: bs.Name, Rules: rules}
-			for _, site := range snap.Sites() {
-				if site.Name == bs.Name {
-					sr.TrustedProxies = site.TrustedProxies
-				}
-			}
-			sites = append(sites, sr)
-		}
+	sec := n.activeSec
+	if sec == nil {
+		sec = &security{modes: map[string]stages.Mode{}}
 	}
-	n.limiter.Update(sites)
-	n.stageModes.Store(&modes)
+	n.limiter.Update(sec.rate)
+	n.waf.Use(sec.waf)
+	if sec.bots != nil {
+		n.bots.Use(sec.bots)
+	} else {
+		n.bots.Use(emptyBots)
+	}
+	n.stageModes.Store(&sec.modes)
 }
 
 // MeshAddr is the gossip address other nodes join (the bound one when mesh.bind has port
@@ -414,6 +425,7 @@ type candidate struct {
 	s    *bundle.Signed
 	body *bundle.Body
 	snap *snapshot.Snapshot
+	sec  *security
 	info *BundleInfo
 	plan rollout.Plan
 
@@ -459,7 +471,11 @@ func (n *Node) check(b []byte) (*candidate, error) {
 	if err := SelfTest(snap); err != nil {
 		return c, fmt.Errorf("self-test: %w", err)
 	}
-	c.body, c.snap, c.plan = body, snap, body.Config.Plan()
+	sec, err := compileSecurity(body.Config, snap)
+	if err != nil {
+		return c, fmt.Errorf("%w: %w", bundle.ErrInvalid, err)
+	}
+	c.body, c.snap, c.sec, c.plan = body, snap, sec, body.Config.Plan()
 	c.info = info(s, body, snap, n.boot.trust)
 	return c, nil
 }
@@ -558,7 +574,7 @@ func (n *Node) activateLocked(c *candidate, now time.Time) error {
 		_ = os.Remove(filepath.Join(dir, pendingFile))
 	}
 	n.Edge.Proxy.Swap(c.snap)
-	n.activeBody = c.body
+	n.activeBody, n.activeSec = c.body, c.sec
 	n.useDNSLocked()
 	n.useStagesLocked()
 	n.activeFromPrevious = false
@@ -625,6 +641,9 @@ func (n *Node) State() State {
 		st.Peers = append(st.Peers, ps)
 	}
 	st.Rollout = n.rolloutLocked(time.Now())
+	if n.driver != nil {
+		st.Stages = &StageState{Driver: n.driver.Stats(), RateLimit: n.limiter.Stats(), WAF: n.waf.Stats(), Bots: n.bots.Stats()}
+	}
 	return st
 }
 

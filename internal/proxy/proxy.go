@@ -43,6 +43,9 @@ type Config struct {
 	// Stages run before the cache for every request of a site (rate limiting, WAF, bots);
 	// nil: none. A failing stage is bypassed or refuses the request, never a 5xx.
 	Stages *stages.Driver
+	// RobotsTxt gives a site's managed robots.txt section (the bot policy's AI preferences),
+	// or nil to leave /robots.txt to the origin. It is called for /robots.txt only.
+	RobotsTxt func(site string) []byte
 }
 
 // Handler is the data plane. Create it with New; it is an http.Handler.
@@ -69,6 +72,7 @@ type Handler struct {
 
 	health healthCounters // what Health reports; health.go
 	stages *stages.Driver
+	robots func(site string) []byte
 }
 
 // New returns a Handler serving snap.
@@ -82,6 +86,7 @@ func New(snap *snapshot.Snapshot, cfg Config) *Handler {
 		now:       cfg.Now,
 		flights:   map[string]*flight{},
 		stages:    cfg.Stages,
+		robots:    cfg.RobotsTxt,
 	}
 	if h.transport == nil {
 		h.transport = NewTransport(TransportOptions{})
@@ -237,6 +242,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	if h.robots != nil && r.URL.Path == "/robots.txt" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		if m := h.robots(x.site.Name); m != nil {
+			h.serveRobots(w, r, x, m)
+			return
+		}
+	}
 	if proto := upgradeType(r.Header); proto != "" {
 		h.serveUpgrade(w, r, x)
 		return

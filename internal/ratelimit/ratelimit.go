@@ -434,8 +434,9 @@ func (sh *shard) evict(now int64) {
 
 // Stats are the limiter's figures.
 type Stats struct {
-	Keys            int    // buckets held
-	Blocked, Logged uint64 // requests refused, requests over a log rule's limit
+	Keys    int    `json:"keys"`    // buckets held
+	Blocked uint64 `json:"blocked"` // requests refused
+	Logged  uint64 `json:"logged"`  // requests over a log rule's limit, let through
 }
 
 // Stats returns the limiter's figures.
