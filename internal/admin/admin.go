@@ -56,9 +56,15 @@ type Server struct {
 	Rollout func() any
 	// Drain takes the node out of DNS answers or puts it back (POST /v1/drain {"on":
 	// bool}). Nil: not a mesh node.
-	Drain   func(on bool) error
-	Logger  *slog.Logger
-	Started time.Time
+	Drain func(on bool) error
+	// Traffic reports the data plane's request counters (proxy.Health); nil: none.
+	Traffic func() any
+	// Metrics serves GET /metrics (Prometheus text format); nil: not served.
+	Metrics http.Handler
+	// Dashboard serves the operator's dashboard under GET /dashboard/; nil: not served.
+	Dashboard http.Handler
+	Logger    *slog.Logger
+	Started   time.Time
 }
 
 // PurgeRequest is the body of POST /v1/purge. Each list is optional; at least one item is required.
@@ -81,6 +87,7 @@ type Status struct {
 	Upstreams []upstream.GroupStatus `json:"upstreams"`
 	Cache     *cache.Stats           `json:"cache,omitempty"`
 	Bundle    any                    `json:"bundle,omitempty"`
+	Traffic   any                    `json:"traffic,omitempty"`
 }
 
 // SiteInfo describes one served site.
@@ -103,6 +110,16 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /v1/control", s.auth(http.HandlerFunc(s.control)))
 	mux.Handle("GET /v1/rollout", s.auth(http.HandlerFunc(s.rollout)))
 	mux.Handle("POST /v1/drain", s.auth(http.HandlerFunc(s.drain)))
+	if s.Metrics != nil {
+		// Unauthenticated, as Prometheus scrapes expect: counters and states only, no
+		// secrets, on the admin address (private by default).
+		mux.Handle("GET /metrics", s.Metrics)
+	}
+	if s.Dashboard != nil {
+		// The page itself is public; it reads /v1/status with the token the operator gives it.
+		mux.Handle("GET /dashboard/", http.StripPrefix("/dashboard", s.Dashboard))
+		mux.Handle("GET /{$}", http.RedirectHandler("/dashboard/", http.StatusFound))
+	}
 	return mux
 }
 
@@ -294,6 +311,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.Bundle != nil {
 		st.Bundle = s.Bundle()
+	}
+	if s.Traffic != nil {
+		st.Traffic = s.Traffic()
 	}
 	if s.Store != nil {
 		cs := s.Store.Stats()

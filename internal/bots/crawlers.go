@@ -136,9 +136,9 @@ func ValidateCrawlers(prefix string, list []Crawler) []error {
 		if c.RobotsOnly && len(c.Robots) == 0 {
 			errs = append(errs, fmt.Errorf("%s.robots: required with robots_only", p))
 		}
-		errs = append(errs, tokens(p+".user_agents", c.UserAgents, isToken)...)
-		errs = append(errs, tokens(p+".robots", c.Robots, isToken)...)
-		errs = append(errs, tokens(p+".reverse_dns", c.ReverseDNS, isDomain)...)
+		errs = append(errs, tokens(p+".user_agents", c.UserAgents, isToken, tokenWant)...)
+		errs = append(errs, tokens(p+".robots", c.Robots, isToken, tokenWant)...)
+		errs = append(errs, tokens(p+".reverse_dns", c.ReverseDNS, isDomain, "want a domain such as googlebot.com")...)
 		if len(c.SignatureAgents) > MaxAgents {
 			errs = append(errs, fmt.Errorf("%s.signature_agents: %d: at most %d", p, len(c.SignatureAgents), MaxAgents))
 		}
@@ -161,14 +161,16 @@ func ValidateCrawlers(prefix string, list []Crawler) []error {
 	return errs
 }
 
-func tokens(path string, list []string, ok func(string) bool) []error {
+const tokenWant = "want one word of letters, digits and -_. (at most 64), as it appears in User-Agent"
+
+func tokens(path string, list []string, ok func(string) bool, want string) []error {
 	if len(list) > MaxTokens {
 		return []error{fmt.Errorf("%s: %d entries: at most %d", path, len(list), MaxTokens)}
 	}
 	var errs []error
 	for i, t := range list {
 		if !ok(t) {
-			errs = append(errs, fmt.Errorf("%s[%d]: %q: not valid here", path, i, short(t)))
+			errs = append(errs, fmt.Errorf("%s[%d]: %q: %s", path, i, short(t), want))
 		}
 	}
 	return errs

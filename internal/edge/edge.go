@@ -154,7 +154,8 @@ func StartSnapshot(snap *snapshot.Snapshot, o Options) (*Node, error) {
 			return nil, fmt.Errorf("admin listen %s: %w", o.AdminListen, err)
 		}
 		n.AdminAddr = aln.Addr()
-		a := &admin.Server{Store: n.Store, Snapshot: n.Proxy.Snapshot, Upstreams: n.Proxy.Upstreams, Token: n.Token, Logger: log, Started: time.Now()}
+		a := &admin.Server{Store: n.Store, Snapshot: n.Proxy.Snapshot, Upstreams: n.Proxy.Upstreams, Token: n.Token, Logger: log, Started: time.Now(),
+			Traffic: func() any { return n.Proxy.Health() }}
 		if o.Admin != nil {
 			o.Admin(a)
 		}

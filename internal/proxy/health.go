@@ -14,22 +14,39 @@ import (
 // compares two reads.
 type Health struct {
 	// Requests is every request the handler was given.
-	Requests uint64
+	Requests uint64 `json:"requests"`
+	// Responses counts the answers by status class: [0] 1xx .. [4] 5xx (origins' included).
+	Responses [5]uint64 `json:"responses"`
 	// NodeErrors is every 5xx answer the node made for a reason of its own (an internal
 	// failure, a loop in its config), never an origin's 5xx or an origin being down or slow;
 	// and every recovered panic that no such answer reports (background work, or a response
 	// cut off after its headers were sent).
-	NodeErrors uint64
+	NodeErrors uint64 `json:"node_errors"`
 	// Panics is every panic recovered on the request path and in the work it starts.
-	Panics uint64
+	Panics uint64 `json:"panics"`
 	// StageFailures is every stage error, timeout and panic (the stage was bypassed or
 	// refused the request; see package stages).
-	StageFailures uint64
+	StageFailures uint64 `json:"stage_failures"`
 }
 
 // healthCounters back Health. Atomics: every request goroutine writes them.
 type healthCounters struct {
 	requests, nodeErrors, panics atomic.Uint64
+	classes                      [5]atomic.Uint64
+}
+
+// countResponse counts a finished request's status class.
+func (h *Handler) countResponse(lw *logWriter, x *exchange) {
+	st := lw.status
+	if st == 0 {
+		st = x.status
+	}
+	if st == 0 {
+		st = http.StatusOK // a handler that wrote nothing answered 200
+	}
+	if c := st/100 - 1; c >= 0 && c < len(h.health.classes) {
+		h.health.classes[c].Add(1)
+	}
 }
 
 // Health returns the handler's counters. Safe for concurrent use; the three are read one
@@ -39,6 +56,9 @@ func (h *Handler) Health() Health {
 		Requests:   h.health.requests.Load(),
 		NodeErrors: h.health.nodeErrors.Load(),
 		Panics:     h.health.panics.Load(),
+	}
+	for i := range hl.Responses {
+		hl.Responses[i] = h.health.classes[i].Load()
 	}
 	if h.stages != nil {
 		hl.StageFailures = h.stages.Failures()

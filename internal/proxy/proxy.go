@@ -201,6 +201,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.health.requests.Add(1)
 	lw := &logWriter{ResponseWriter: w} // also tells recoverRequest whether headers went out
 	w = lw
+	defer h.countResponse(lw, x) // runs last: after recoverRequest wrote any 500
 	if h.accessLog {
 		x.start = h.now()
 		defer func() { h.logAccess(r, x, lw) }()
