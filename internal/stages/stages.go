@@ -78,6 +78,10 @@ type Mode struct {
 	Budget     time.Duration // the stage's time budget per request; 0: DefaultBudget
 }
 
+// StatusClientGone is the status logged for a request whose client went away while a stage
+// checked it (nginx's 499): the request goes no further, and nobody reads the answer.
+const StatusClientGone = 499
+
 // DefaultBudget bounds a stage that sets no budget.
 const DefaultBudget = 50 * time.Millisecond
 
@@ -147,6 +151,9 @@ func (d *Driver) Run(r *http.Request, site string) (v Verdict, stage string, blo
 			mode = d.mode(name, site)
 		}
 		v, err := d.check(s, c, r, site, mode)
+		if err == errClientGone {
+			return Verdict{Block: true, Status: StatusClientGone, Reason: "client-gone"}, name, true
+		}
 		if err != nil {
 			if mode.FailClosed {
 				return Verdict{Block: true, Status: http.StatusForbidden, Reason: name + "-failed-closed"}, name, true
@@ -174,16 +181,13 @@ func (f failure) Error() string { return string(f) }
 const (
 	errTimeout  = failure("time budget exceeded")
 	errOverload = failure("too many checks still running")
+	// errClientGone: the client went away during the check. Not the stage's failure (not
+	// counted, no fail open): the request stops there, as the client is not waiting.
+	errClientGone = failure("client gone")
 )
 
 // check runs one stage under its budget, recovering a panic.
 func (d *Driver) check(s Stage, c *counters, r *http.Request, site string, mode Mode) (Verdict, error) {
-	if c.inflight.Add(1) > MaxInFlight {
-		c.inflight.Add(-1)
-		c.timeouts.Add(1)
-		return Verdict{}, errOverload
-	}
-	c.runs.Add(1)
 	budget := mode.Budget
 	if budget <= 0 {
 		budget = DefaultBudget
@@ -191,16 +195,27 @@ func (d *Driver) check(s Stage, c *counters, r *http.Request, site string, mode 
 			budget = b.DefaultBudget()
 		}
 	}
+	// Prepare waits on the client, so it runs before the stage counts as in flight: slow
+	// clients must not fill MaxInFlight and so turn the stage off for everyone else.
 	if p, ok := s.(Preparer); ok {
 		v, err := d.prepare(p, s.Name(), r, site)
 		if err != nil || v.Block {
-			c.inflight.Add(-1)
+			c.runs.Add(1)
 			if err != nil {
+				if gone(r) {
+					return Verdict{}, errClientGone
+				}
 				c.errors.Add(1)
 			}
 			return v, err
 		}
 	}
+	if c.inflight.Add(1) > MaxInFlight {
+		c.inflight.Add(-1)
+		c.timeouts.Add(1)
+		return Verdict{}, errOverload
+	}
+	c.runs.Add(1)
 	if in, ok := s.(Inline); ok && in.Inline(r, site) {
 		return d.checkInline(s, c, r, site, budget)
 	}
@@ -229,11 +244,13 @@ func (d *Driver) check(s Stage, c *counters, r *http.Request, site string, mode 
 	select {
 	case res := <-done:
 		if res.err != nil {
-			if ctx.Err() != nil {
+			switch {
+			case gone(r) && !res.panicked:
+				return Verdict{}, errClientGone
+			case ctx.Err() != nil:
 				c.timeouts.Add(1)
 				return Verdict{}, errTimeout
-			}
-			if !res.panicked {
+			case !res.panicked:
 				c.errors.Add(1)
 			}
 			return Verdict{}, res.err
@@ -242,8 +259,14 @@ func (d *Driver) check(s Stage, c *counters, r *http.Request, site string, mode 
 	case <-t.C:
 		c.timeouts.Add(1)
 		return Verdict{}, errTimeout
+	case <-r.Context().Done():
+		return Verdict{}, errClientGone
 	}
 }
+
+// gone reports whether the client went away (its request context ended): what a stage then
+// failed to do is not the stage's failure, and the request goes no further.
+func gone(r *http.Request) bool { return r.Context().Err() != nil }
 
 // checkInline runs an Inline stage on the caller's goroutine.
 func (d *Driver) checkInline(s Stage, c *counters, r *http.Request, site string, budget time.Duration) (v Verdict, err error) {
@@ -263,6 +286,8 @@ func (d *Driver) checkInline(s Stage, c *counters, r *http.Request, site string,
 		// way past a stage (a payload crafted to be slow to match would otherwise pass a
 		// fail-open WAF).
 		return v, nil
+	case gone(r):
+		return Verdict{}, errClientGone
 	case time.Since(start) > budget:
 		c.timeouts.Add(1)
 		return Verdict{}, errTimeout

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,5 +138,73 @@ func TestPrepare(t *testing.T) {
 				t.Fatalf("stats %+v, want %+v", st, tc.st)
 			}
 		})
+	}
+}
+
+type slowPrepare struct {
+	release chan struct{}
+	checked *atomic.Int64
+}
+
+func (p slowPrepare) Name() string                      { return "waf" }
+func (p slowPrepare) Inline(*http.Request, string) bool { return true }
+func (p slowPrepare) Prepare(r *http.Request, _ string) (Verdict, error) {
+	if r.Header.Get("Slow") != "" {
+		<-p.release // a client sending its body slowly
+	}
+	return Verdict{}, nil
+}
+func (p slowPrepare) Check(context.Context, *http.Request, string) (Verdict, error) {
+	p.checked.Add(1)
+	return Verdict{}, nil
+}
+
+// TestSlowClientsDoNotFillTheStage: clients stalled in Prepare are not checks in flight, so
+// they cannot push the stage into bypassing everyone else's requests.
+func TestSlowClientsDoNotFillTheStage(t *testing.T) {
+	p := slowPrepare{release: make(chan struct{}), checked: new(atomic.Int64)}
+	d := New([]Stage{p}, Options{})
+	var wg sync.WaitGroup
+	for range MaxInFlight + 10 {
+		wg.Go(func() {
+			r := httptest.NewRequest("POST", "/", nil)
+			r.Header.Set("Slow", "1")
+			d.Run(r, "s")
+		})
+	}
+	time.Sleep(50 * time.Millisecond)
+	d.Run(httptest.NewRequest("POST", "/", nil), "s")
+	if st := d.Stats()["waf"]; st.Timeouts != 0 || st.Bypasses != 0 || p.checked.Load() != 1 {
+		t.Fatalf("with %d slow clients: %+v, %d checked", MaxInFlight+10, st, p.checked.Load())
+	}
+	close(p.release)
+	wg.Wait()
+}
+
+type failing struct{ inline bool }
+
+func (f failing) Name() string                      { return "bots" }
+func (f failing) Inline(*http.Request, string) bool { return f.inline }
+func (f failing) Check(ctx context.Context, _ *http.Request, _ string) (Verdict, error) {
+	<-ctx.Done()
+	return Verdict{}, ctx.Err()
+}
+
+// TestClientGoneIsNotAStageFailure: a check cut short because the client left stops the
+// request (499) and counts no failure, so clients cannot make a stage look broken, nor slip
+// past it by hanging up.
+func TestClientGoneIsNotAStageFailure(t *testing.T) {
+	for _, inline := range []bool{false, true} {
+		d := New([]Stage{failing{inline}}, Options{Mode: func(string, string) Mode { return Mode{Budget: time.Second} }})
+		ctx, cancel := context.WithCancel(context.Background())
+		r := httptest.NewRequest("GET", "/", nil).WithContext(ctx)
+		time.AfterFunc(10*time.Millisecond, cancel)
+		v, _, blocked := d.Run(r, "s")
+		if !blocked || v.Status != StatusClientGone {
+			t.Fatalf("inline %v: %+v blocked %v", inline, v, blocked)
+		}
+		if d.Failures() != 0 {
+			t.Fatalf("inline %v: %d failures counted for a client that left", inline, d.Failures())
+		}
 	}
 }
