@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"runtime"
 	"slices"
 	"strconv"
@@ -24,10 +25,11 @@ type Set struct {
 // siteWAF is one site's compiled WAF. The engine may be shared with other sites (and other
 // Sets) whose settings differ only in mode or over_limit.
 type siteWAF struct {
-	engine coraza.WAF
-	detect bool  // log and count, never block
-	reject bool  // a body over limit gets 413
-	limit  int64 // body bytes inspected
+	engine  coraza.WAF
+	detect  bool           // log and count, never block
+	reject  bool           // a body over limit gets 413
+	limit   int64          // body bytes inspected
+	trusted []netip.Prefix // the site's trusted proxies, for the client address
 }
 
 // Compile builds a Set from per-site configs (sites not in the map have no WAF). Every config
@@ -36,7 +38,8 @@ type siteWAF struct {
 // Coraza memoizes compiled regexps across engines) and some 10-20 MB per distinct config, so
 // engines are kept in a small package-level cache keyed by the canonical config (the
 // cacheSize most recently used): re-applying an unchanged bundle compiles nothing. Distinct
-// new configs are compiled in parallel.
+// new configs are compiled in parallel. More than MaxEngines distinct engines (see
+// DistinctEngines) is an error: a bundle must not make every node compile hundreds.
 func Compile(sites map[string]Config) (*Set, error) {
 	names := make([]string, 0, len(sites))
 	for name := range sites {
@@ -60,6 +63,9 @@ func Compile(sites map[string]Config) (*Set, error) {
 	keys := map[string]Config{}
 	for _, c := range norm {
 		keys[c.engineKey()] = c
+	}
+	if len(keys) > MaxEngines {
+		return nil, fmt.Errorf("%d distinct WAF configurations (paranoia, anomaly_threshold, body_limit, exclusions): at most %d (MaxEngines); sites that differ only in mode or over_limit share one", len(keys), MaxEngines)
 	}
 	engines := make(map[string]coraza.WAF, len(keys))
 	var mu sync.Mutex
@@ -87,10 +93,11 @@ func Compile(sites map[string]Config) (*Set, error) {
 	set := &Set{sites: make(map[string]*siteWAF, len(norm))}
 	for name, c := range norm {
 		set.sites[name] = &siteWAF{
-			engine: engines[c.engineKey()],
-			detect: c.Mode == ModeDetect,
-			reject: c.OverLimit == OverLimitReject,
-			limit:  c.BodyLimit,
+			engine:  engines[c.engineKey()],
+			detect:  c.Mode == ModeDetect,
+			reject:  c.OverLimit == OverLimitReject,
+			limit:   c.BodyLimit,
+			trusted: slices.Clone(c.TrustedProxies),
 		}
 	}
 	return set, nil
@@ -172,6 +179,13 @@ const (
 	idExclusionsStart = 10000 // one rule per path-prefix exclusion
 )
 
+// ambiguousPath matches a raw request URI whose path (what precedes "?" or "#") holds a
+// dot-segment ending in ";" ("..;", dots perhaps encoded), a backslash or an encoded
+// backslash or semicolon, in any case: paths that a Tomcat, Spring or IIS origin may resolve
+// out of an excluded prefix. \x5c is the backslash, written so that no backslash escapes
+// anything in the SecLang string.
+const ambiguousPath = `(?i)^[^?#]*(?:(?:\.|%2e){2};|\x5c|%5c|%3b)`
+
 // allowedMethods widens the CRS default (GET HEAD POST OPTIONS): we front REST APIs, and
 // refusing every PUT, PATCH and DELETE at paranoia level 1 (rule 911100) would be a false
 // positive on most of them.
@@ -181,13 +195,16 @@ const allowedMethods = "GET HEAD POST OPTIONS PUT PATCH DELETE"
 func directives(c Config) string {
 	var b strings.Builder
 	// A body cut at the limit (inspect_partial) does not parse as JSON, XML or multipart;
-	// that must not block it. Coraza sets INBOUND_DATA_ERROR when the body reached the limit.
-	// The rule comes first so that it runs before coraza.conf-recommended's 200002/200003.
+	// that must not block it. Coraza sets INBOUND_DATA_ERROR when the body reaches its
+	// SecRequestBodyLimit, which is the site's limit plus one: a body of exactly the limit
+	// is not cut and does not set it; the stage hands Coraza limit+1 bytes of a body it cut,
+	// so that it does. The rule comes first so that it runs before coraza.conf-recommended's
+	// 200002/200003.
 	fmt.Fprintf(&b, "SecRule INBOUND_DATA_ERROR \"@eq 1\" \"id:%d,phase:2,pass,t:none,nolog,ctl:ruleRemoveById=200002,ctl:ruleRemoveById=200003\"\n", idTruncated)
 	b.WriteString("Include @coraza.conf-recommended\n")
 	// Overrides of the recommended file: enforce; inspect request bodies in memory only
 	// (in-memory limit = limit: no temporary files), the stage has cut them to the limit
-	// already, so ProcessPartial; no response inspection; no audit log.
+	// (plus one byte) already, so ProcessPartial; no response inspection; no audit log.
 	fmt.Fprintf(&b, `SecRuleEngine On
 SecRequestBodyAccess On
 SecRequestBodyLimit %d
@@ -195,7 +212,7 @@ SecRequestBodyInMemoryLimit %d
 SecRequestBodyLimitAction ProcessPartial
 SecResponseBodyAccess Off
 SecAuditEngine Off
-`, c.BodyLimit, c.BodyLimit)
+`, c.BodyLimit+1, c.BodyLimit+1)
 	b.WriteString("Include @crs-setup.conf.example\n")
 	// After the example setup, so that nothing it sets wins over the site's values; the
 	// CRS initialization rules only set what is still unset.
@@ -203,7 +220,10 @@ SecAuditEngine Off
 	fmt.Fprintf(&b, "SecAction \"id:900110,phase:1,pass,t:none,nolog,setvar:tx.inbound_anomaly_score_threshold=%d,setvar:tx.outbound_anomaly_score_threshold=4\"\n", c.AnomalyThreshold)
 	fmt.Fprintf(&b, "SecAction \"id:900200,phase:1,pass,t:none,nolog,setvar:'tx.allowed_methods=%s'\"\n", allowedMethods)
 	// Path-prefix exclusions run before the CRS rules, which they remove for this request.
-	// The path is normalized first so that /excluded/../elsewhere gets no exclusion.
+	// The path is normalized first so that /excluded/../elsewhere gets no exclusion. A raw
+	// path that some origin servers resolve differently gets none either (the chained rule):
+	// "..;" (Tomcat and Spring read /excluded/..;/admin as /admin), a backslash (IIS reads
+	// /excluded\..\admin as /admin) and an encoded backslash or semicolon.
 	var global []int
 	id := idExclusionsStart
 	for _, e := range c.Exclusions {
@@ -211,7 +231,10 @@ SecAuditEngine Off
 			global = append(global, e.IDs...)
 			continue
 		}
-		fmt.Fprintf(&b, "SecRule REQUEST_FILENAME \"@beginsWith %s\" \"id:%d,phase:1,pass,t:none,t:normalizePath,nolog", e.PathPrefix, id)
+		// The ctl actions go on the chain's last rule: Coraza runs a chain's first rule's
+		// non-disruptive actions when that rule matches, whatever the rest of the chain does.
+		fmt.Fprintf(&b, "SecRule REQUEST_FILENAME \"@beginsWith %s\" \"id:%d,phase:1,pass,t:none,t:normalizePath,nolog,chain\"\n", e.PathPrefix, id)
+		fmt.Fprintf(&b, "  SecRule REQUEST_URI_RAW \"!@rx %s\" \"t:none", ambiguousPath)
 		for _, rid := range e.IDs {
 			fmt.Fprintf(&b, ",ctl:ruleRemoveById=%d", rid)
 		}

@@ -3,9 +3,10 @@
 // blocks (or, in detect mode, only logs) requests whose CRS anomaly score reaches the
 // site's threshold, with rules switched off by id, everywhere or under a path prefix.
 //
-// The stage reads the request body up to a limit before judging (Prepare) and always hands
-// the whole, unchanged body on to the origin. It inspects requests only: responses are not
-// buffered or scanned. Coraza is kept quiet: no audit log, no debug log, no temporary body
+// The stage reads the request body up to a limit before judging (Prepare) and hands the
+// whole, unchanged body on to the origin. A body over the limit is refused (413) unless the
+// site chose inspect_partial, which inspects the first bytes only: what lies past the limit
+// is NOT inspected. It inspects requests only: responses are not buffered or scanned. Coraza is kept quiet: no audit log, no debug log, no temporary body
 // files; what it reports goes to slog.
 package waf
 
@@ -14,6 +15,7 @@ import (
 	"bytes"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
@@ -45,11 +47,17 @@ type Config struct {
 	// about 0.1 s at 16 KiB, over a second at 256 KiB. The bytes are held in memory for the
 	// duration of the check.
 	BodyLimit int64
-	// OverLimit is what a body larger than BodyLimit gets: "inspect_partial" (default: the
-	// first BodyLimit bytes are inspected and the whole body still goes to the origin) or
-	// "reject" (413). Partial inspection of a JSON, XML or multipart body inspects little,
-	// as a cut body does not parse.
+	// OverLimit is what a body larger than BodyLimit gets: "reject" (default: 413, as
+	// ModSecurity's SecRequestBodyLimitAction Reject) or "inspect_partial", an explicit
+	// opt-in: the first BodyLimit bytes (and one more) are inspected and the whole body
+	// still goes to the origin, so everything past the limit is NOT inspected: an attack
+	// placed after BodyLimit bytes of padding reaches the origin. Partial inspection of a
+	// JSON, XML or multipart body inspects little, as a cut body does not parse.
 	OverLimit string
+	// TrustedProxies are the site's proxies whose X-Forwarded-For is believed: the WAF
+	// sees the client behind them (clientip.Addr) as REMOTE_ADDR. Not validated here
+	// (netip has parsed them) and not part of what an engine is compiled from.
+	TrustedProxies []netip.Prefix
 }
 
 // Exclusion switches off CRS rules by id, everywhere or only under a path prefix.
@@ -89,6 +97,11 @@ const (
 	// DefaultBudget is the WAF's time budget per request when the site sets none: a clean
 	// request costs 1-3 ms, the largest one the limits above allow about 0.3 s.
 	DefaultBudget = 500 * time.Millisecond
+	// MaxEngines bounds the distinct engines one Compile builds: each costs about 2.5 MiB
+	// and 17 ms of CPU on every node when the bundle arrives (more the first time). Sites
+	// whose settings differ only in mode, over_limit or trusted proxies share an engine and
+	// count once; see DistinctEngines.
+	MaxEngines = 16
 	// MaxExclusions bounds a site's exclusions and MaxExclusionIDs the ids of one: each
 	// becomes a rule of the compiled engine.
 	MaxExclusions   = 256
@@ -117,9 +130,9 @@ func (c Config) Validate(prefix string) []error {
 		bad("body_limit", "%d: want 1..%d bytes", c.BodyLimit, MaxBodyLimit)
 	}
 	switch c.OverLimit {
-	case "", OverLimitInspectPartial, OverLimitReject:
+	case "", OverLimitReject, OverLimitInspectPartial:
 	default:
-		bad("over_limit", "%q: want inspect_partial or reject", c.OverLimit)
+		bad("over_limit", "%q: want reject or inspect_partial", c.OverLimit)
 	}
 	if len(c.Exclusions) > MaxExclusions {
 		bad("exclusions", "%d exclusions: at most %d", len(c.Exclusions), MaxExclusions)
@@ -181,8 +194,8 @@ func notPathChar(r rune) bool {
 
 // normalized returns c with defaults applied, exclusion ids sorted and deduplicated, and
 // exclusions with the same prefix merged, in prefix order: equal settings give equal values,
-// so the result keys the engine cache. Mode and OverLimit are the stage's business, not the
-// engine's, and are kept as given (defaulted).
+// so the result keys the engine cache. Mode, OverLimit and TrustedProxies are the stage's
+// business, not the engine's, and are kept as given (defaulted).
 func (c Config) normalized() Config {
 	if c.Mode == "" {
 		c.Mode = ModeBlock
@@ -197,7 +210,7 @@ func (c Config) normalized() Config {
 		c.BodyLimit = DefaultBodyLimit
 	}
 	if c.OverLimit == "" {
-		c.OverLimit = OverLimitInspectPartial
+		c.OverLimit = OverLimitReject
 	}
 	byPrefix := map[string]map[int]bool{}
 	for _, e := range c.Exclusions {
@@ -225,6 +238,18 @@ func (c Config) normalized() Config {
 		c.Exclusions = append(c.Exclusions, Exclusion{IDs: ids, PathPrefix: p})
 	}
 	return c
+}
+
+// DistinctEngines is how many engines Compile would build for sites: the number of distinct
+// settings once defaults are applied and mode, over_limit and trusted proxies (which do not
+// change the engine) are ignored. Compile refuses more than MaxEngines; bundle validation
+// can call this to refuse such a bundle before it reaches a node.
+func DistinctEngines(sites map[string]Config) int {
+	keys := make(map[string]bool, len(sites))
+	for _, c := range sites {
+		keys[c.normalized().engineKey()] = true
+	}
+	return len(keys)
 }
 
 // engineKey is the canonical text of what the compiled engine depends on.

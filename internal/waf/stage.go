@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/corazawaf/coraza/v3/types"
 
+	"rhizome/internal/clientip"
 	"rhizome/internal/stages"
 )
 
@@ -83,7 +85,7 @@ func (s *Stage) site(name string) *siteWAF {
 type body struct {
 	buf     []byte // read from the client so far
 	off     int    // replayed so far
-	inspect []byte // what Check inspects: buf up to the limit
+	inspect []byte // what Check inspects: buf, or, for a body cut, its first limit+1 bytes
 	eof     bool   // the original body is exhausted
 	orig    io.ReadCloser
 }
@@ -112,7 +114,8 @@ func mayHaveBody(r *http.Request) bool {
 // Prepare implements stages.Preparer: for a site with a WAF it reads up to the body limit
 // plus one byte from the client, so that it knows whether the body is over the limit, and
 // replaces r.Body with one that replays those bytes and then the rest. A body over the limit
-// is refused with 413 when the site says reject; a body the client breaks off gets 400.
+// is refused with 413 unless the site says inspect_partial; a body the client breaks off
+// gets 400.
 func (s *Stage) Prepare(r *http.Request, site string) (stages.Verdict, error) {
 	sw := s.site(site)
 	if sw == nil {
@@ -147,7 +150,11 @@ func (s *Stage) Prepare(r *http.Request, site string) (stages.Verdict, error) {
 			s.tooLarge.Add(1)
 			return stages.Verdict{Block: true, Status: http.StatusRequestEntityTooLarge, Reason: "waf:body-too-large"}, nil
 		}
-		b.inspect = buf[:sw.limit]
+		// inspect_partial: Check hands Coraza limit+1 bytes, one more than a body that is
+		// not cut can have, which is how the engine (whose SecRequestBodyLimit is limit+1)
+		// knows it was cut (INBOUND_DATA_ERROR) and so lets a cut JSON, XML or multipart
+		// body that does not parse through. readPrefix read exactly limit+1 bytes.
+		b.inspect = buf[:sw.limit+1]
 	}
 	return stages.Verdict{}, nil
 }
@@ -197,13 +204,16 @@ const maxLogURI = 256
 // the rule's own 4xx) and Reason "waf:<rule id>", naming the attack rule that matched rather
 // than the anomaly evaluation, so that an operator can write an exclusion from it; in mode
 // detect it is logged and counted instead.
-func (s *Stage) Check(ctx context.Context, r *http.Request, site string) (stages.Verdict, error) {
+//
+// Check ignores ctx: it runs inline, bounded by the body limit and the request line and
+// header bounds, and always finishes. A client that hung up (its request context cancelled)
+// is no reason to skip the inspection: returning the context's error would count as the
+// stage failing, and a fail-open WAF would then let the request (a cache fill, say) reach
+// the origin uninspected.
+func (s *Stage) Check(_ context.Context, r *http.Request, site string) (stages.Verdict, error) {
 	sw := s.site(site)
 	if sw == nil {
 		return stages.Verdict{}, nil
-	}
-	if err := ctx.Err(); err != nil {
-		return stages.Verdict{}, err
 	}
 	s.inspected.Add(1)
 	tx := sw.engine.NewTransaction()
@@ -214,7 +224,7 @@ func (s *Stage) Check(ctx context.Context, r *http.Request, site string) (stages
 		}
 	}()
 
-	client, cport := splitHostPort(r.RemoteAddr)
+	client, cport := clientAddr(r, sw.trusted)
 	var server string
 	var sport int
 	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
@@ -251,9 +261,6 @@ func (s *Stage) Check(ctx context.Context, r *http.Request, site string) (stages
 	}
 	if it := tx.ProcessRequestHeaders(); it != nil {
 		return s.verdict(sw, tx, it, site, uri), nil
-	}
-	if err := ctx.Err(); err != nil {
-		return stages.Verdict{}, err
 	}
 	if b, ok := r.Body.(*body); ok && len(b.inspect) > 0 {
 		it, _, err := tx.WriteRequestBody(b.inspect)
@@ -319,6 +326,22 @@ func attackRules(matched []types.MatchedRule, fallback int) (int, []int) {
 		ids = append(ids, id)
 	}
 	return best, ids
+}
+
+// clientAddr is the client's address and port for Coraza's REMOTE_ADDR and REMOTE_PORT: the
+// peer, or the client behind the site's trusted proxies (clientip.Addr, as the rate limiter
+// and the bot stage see it), whose port is not known (0). A RemoteAddr that does not parse
+// is passed on as it is.
+func clientAddr(r *http.Request, trusted []netip.Prefix) (string, int) {
+	host, port := splitHostPort(r.RemoteAddr)
+	a := clientip.Addr(r, trusted)
+	if !a.IsValid() {
+		return host, port
+	}
+	if a != clientip.Peer(r) {
+		port = 0
+	}
+	return a.String(), port
 }
 
 // splitHostPort splits "host:port", tolerating a bare host.

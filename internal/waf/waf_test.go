@@ -23,13 +23,14 @@ import (
 // Sites of the shared test set. Compiling the CRS costs a few tenths of a second (more under
 // -race), so one set is compiled per test binary; the sites share three engines.
 const (
-	siteBlock   = "block.example"   // defaults
-	siteDetect  = "detect.example"  // mode detect (same engine as siteBlock)
-	sitePartial = "partial.example" // body limit 1 KiB, inspect_partial
-	siteReject  = "reject.example"  // body limit 1 KiB, reject (same engine as sitePartial)
-	siteExcl    = "excl.example"    // exclusions
-	siteNone    = "none.example"    // no WAF
-	smallLimit  = 1024
+	siteBlock      = "block.example"      // defaults (body limit 16 KiB, reject)
+	siteDetect     = "detect.example"     // mode detect (same engine as siteBlock)
+	siteBigPartial = "bigpartial.example" // inspect_partial (same engine as siteBlock)
+	sitePartial    = "partial.example"    // body limit 1 KiB, inspect_partial
+	siteReject     = "reject.example"     // body limit 1 KiB, reject (same engine as sitePartial)
+	siteExcl       = "excl.example"       // exclusions
+	siteNone       = "none.example"       // no WAF
+	smallLimit     = 1024
 )
 
 // xssIDs are the rules `<script>alert(1)</script>` in a query matches at PL1.
@@ -45,10 +46,11 @@ func testSet(tb testing.TB) *Set {
 	tb.Helper()
 	fixture.once.Do(func() {
 		fixture.set, fixture.err = Compile(map[string]Config{
-			siteBlock:   {},
-			siteDetect:  {Mode: ModeDetect},
-			sitePartial: {BodyLimit: smallLimit},
-			siteReject:  {BodyLimit: smallLimit, OverLimit: OverLimitReject},
+			siteBlock:      {},
+			siteDetect:     {Mode: ModeDetect},
+			siteBigPartial: {OverLimit: OverLimitInspectPartial},
+			sitePartial:    {BodyLimit: smallLimit, OverLimit: OverLimitInspectPartial},
+			siteReject:     {BodyLimit: smallLimit, OverLimit: OverLimitReject},
 			siteExcl: {Exclusions: []Exclusion{
 				{IDs: []int{942100}},
 				{IDs: xssIDs, PathPrefix: "/cms/"},
@@ -309,12 +311,36 @@ func TestNoWAF(t *testing.T) {
 	}
 }
 
-func TestCheckHonoursContext(t *testing.T) {
+// TestCheckIgnoresContext: a client that hangs up (its request context cancelled) must not
+// make the WAF fail: with fail open, that would let the request, a cache fill say, reach the
+// origin uninspected. Check finishes the inspection and returns the verdict.
+func TestCheckIgnoresContext(t *testing.T) {
 	s, _ := newTestStage(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := s.Check(ctx, attacks[0].build(), siteBlock); !errors.Is(err, context.Canceled) {
-		t.Errorf("Check with a cancelled context: err %v, want context.Canceled", err)
+	for _, q := range []req{
+		attacks[0],
+		{method: "POST", target: "/comment", ctype: form, body: "text=%3Cscript%3Ealert(1)%3C%2Fscript%3E"},
+	} {
+		// Straight to Check, with a cancelled ctx.
+		r := q.build()
+		if v, err := s.Prepare(r, siteBlock); err != nil || v.Block {
+			t.Fatalf("%s: Prepare: verdict %+v, err %v", q.target, v, err)
+		}
+		v, err := s.Check(ctx, r, siteBlock)
+		if err != nil || !v.Block || v.Status != http.StatusForbidden {
+			t.Errorf("%s: Check with a cancelled context: verdict %+v, err %v; want a 403 block and no error", q.target, v, err)
+		}
+		// Through the driver, fail open, with the request's own context cancelled.
+		d := stages.New([]stages.Stage{s}, stages.Options{})
+		r = q.build().WithContext(ctx)
+		v, stage, blocked := d.Run(r, siteBlock)
+		if !blocked || stage != "waf" || v.Status != http.StatusForbidden {
+			t.Errorf("%s: driver with a cancelled request: verdict %+v from %q, blocked %v; want a waf 403", q.target, v, stage, blocked)
+		}
+		if st := d.Stats()["waf"]; st.Errors+st.Timeouts+st.Bypasses != 0 || st.Blocks != 1 {
+			t.Errorf("%s: driver counters %+v, want one block and no failure", q.target, st)
+		}
 	}
 }
 
@@ -333,7 +359,8 @@ func TestHugeInputs(t *testing.T) {
 		req{method: "POST", target: "/", ctype: "multipart/form-data; boundary=x", body: strings.Repeat("--x\r\n", 10000)}.build(),
 	}
 	for i, r := range cases {
-		if _, err := judge(s, r, siteBlock); err != nil {
+		// inspect_partial: the large bodies are inspected up to the limit, not refused.
+		if _, err := judge(s, r, siteBigPartial); err != nil {
 			t.Errorf("case %d: %v", i, err)
 		}
 	}
@@ -450,7 +477,7 @@ func TestThroughServer(t *testing.T) {
 func TestNoTempFiles(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("TMPDIR", dir)
-	set, err := Compile(map[string]Config{"a": {BodyLimit: 4096}})
+	set, err := Compile(map[string]Config{"a": {BodyLimit: 4096, OverLimit: OverLimitInspectPartial}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -467,7 +494,7 @@ func TestNoTempFiles(t *testing.T) {
 }
 
 func TestCompile(t *testing.T) {
-	a, err := Compile(map[string]Config{"x": {Paranoia: 1}, "y": {Mode: ModeDetect, OverLimit: OverLimitReject}})
+	a, err := Compile(map[string]Config{"x": {Paranoia: 1}, "y": {Mode: ModeDetect, OverLimit: OverLimitInspectPartial}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -482,7 +509,8 @@ func TestCompile(t *testing.T) {
 	if d := time.Since(start); d > 50*time.Millisecond {
 		t.Errorf("recompiling a cached config took %s", d)
 	}
-	if !a.sites["y"].detect || !a.sites["y"].reject || a.sites["x"].detect || a.sites["x"].limit != DefaultBodyLimit {
+	// Defaults: block, reject over the limit (16 KiB).
+	if !a.sites["y"].detect || a.sites["y"].reject || a.sites["x"].detect || !a.sites["x"].reject || a.sites["x"].limit != DefaultBodyLimit {
 		t.Errorf("site settings not applied: %+v %+v", *a.sites["x"], *a.sites["y"])
 	}
 	// Every character Validate allows in a path prefix must survive the SecLang parser.
@@ -556,7 +584,7 @@ func TestValidate(t *testing.T) {
 		{"threshold negative", Config{AnomalyThreshold: -5}, []string{p + `.anomaly_threshold: -5: want 1..1000`}},
 		{"body limit", Config{BodyLimit: MaxBodyLimit + 1}, []string{p + `.body_limit: 262145: want 1..262144 bytes`}},
 		{"body limit negative", Config{BodyLimit: -1}, []string{p + `.body_limit: -1: want 1..262144 bytes`}},
-		{"over limit", Config{OverLimit: "drop"}, []string{p + `.over_limit: "drop": want inspect_partial or reject`}},
+		{"over limit", Config{OverLimit: "drop"}, []string{p + `.over_limit: "drop": want reject or inspect_partial`}},
 		{"unknown rule", Config{Exclusions: []Exclusion{{IDs: []int{942100}}, {IDs: []int{941100, 942999}}}},
 			[]string{p + `.exclusions[1].ids[1]: 942999: no such rule in the Core Rule Set`}},
 		{"no ids", Config{Exclusions: []Exclusion{{PathPrefix: "/x"}}}, []string{p + `.exclusions[0].ids: required`}},
@@ -577,7 +605,7 @@ func TestValidate(t *testing.T) {
 		{"several", Config{Mode: "x", Paranoia: 5, OverLimit: "y"}, []string{
 			p + `.mode: "x": want block or detect`,
 			p + `.paranoia: 5: want 1..4`,
-			p + `.over_limit: "y": want inspect_partial or reject`}},
+			p + `.over_limit: "y": want reject or inspect_partial`}},
 	}
 	for _, c := range bad {
 		t.Run(c.name, func(t *testing.T) {
