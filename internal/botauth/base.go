@@ -132,14 +132,21 @@ func serialiseParams(comps []component, p Params) (string, error) {
 
 // buildBase assembles the signature base (RFC 9421 §2.5) with paramsLine as the
 // @signature-params value: for verification, the member exactly as received.
+// It is linear in the components: duplicates are found with a set, and a
+// dictionary field that several ;key components select from is parsed once.
 func buildBase(m message, comps []component, paramsLine string) ([]byte, error) {
 	var b strings.Builder
-	for i, c := range comps {
-		for _, prev := range comps[:i] {
-			if prev.ident == c.ident {
-				return nil, fmt.Errorf("%w: component %s covered twice", ErrInvalid, c.ident)
-			}
+	seen := make(map[string]struct{}, len(comps))
+	for _, c := range comps {
+		if c.key != "" && m.dicts == nil {
+			m.dicts = make(map[dictKey]dictResult)
 		}
+		if _, dup := seen[c.ident]; dup {
+			return nil, fmt.Errorf("%w: component %s covered twice", ErrInvalid, c.ident)
+		}
+		seen[c.ident] = struct{}{}
+	}
+	for _, c := range comps {
 		v, err := m.value(c)
 		if err != nil {
 			return nil, fmt.Errorf("%w: component %s: %w", ErrInvalid, c.ident, err)

@@ -187,6 +187,22 @@ func validKey(s string) bool {
 type message struct {
 	req  *http.Request
 	resp *http.Response // nil for a request signature
+	// dicts caches dictionary fields parsed for ;key components, so that a
+	// field is parsed once per signature base however many members are
+	// covered; nil: no cache (buildBase sets one up when it needs it).
+	dicts map[dictKey]dictResult
+}
+
+// dictKey names a field of the request or of the response.
+type dictKey struct {
+	name      string
+	onRequest bool
+}
+
+// dictResult is a parsed dictionary field, or why it is not one.
+type dictResult struct {
+	d   *httpsfv.Dictionary
+	err error
 }
 
 // value computes a component's value (RFC 9421 §2.1, §2.2).
@@ -228,19 +244,69 @@ func (m message) value(c component) (string, error) {
 	if len(values) == 0 {
 		return "", errors.New("field absent")
 	}
+	if c.key != "" && m.dicts != nil {
+		k := dictKey{name: c.name, onRequest: onRequest}
+		res, ok := m.dicts[k]
+		if !ok {
+			res.d, res.err = parseDictField(values)
+			m.dicts[k] = res
+		}
+		if res.err != nil {
+			return "", res.err
+		}
+		return dictMember(res.d, c.key)
+	}
 	return fieldValue(c, values)
+}
+
+// parseDictField canonicalises a field's lines and parses them as a dictionary.
+func parseDictField(lines []string) (*httpsfv.Dictionary, error) {
+	clean, err := cleanLines(lines)
+	if err != nil {
+		return nil, err
+	}
+	d, err := httpsfv.UnmarshalDictionary(clean)
+	if err != nil {
+		return nil, fmt.Errorf("not a dictionary: %w", err)
+	}
+	return d, nil
+}
+
+// dictMember is one member's value serialised strictly (RFC 9421 §2.1.2).
+func dictMember(d *httpsfv.Dictionary, key string) (string, error) {
+	member, ok := d.Get(key)
+	if !ok {
+		return "", fmt.Errorf("dictionary has no member %q", key)
+	}
+	return httpsfv.Marshal(member)
+}
+
+// cleanLines is cleanLine applied to each line.
+func cleanLines(lines []string) ([]string, error) {
+	clean := make([]string, len(lines))
+	for i, l := range lines {
+		v, err := cleanLine(l)
+		if err != nil {
+			return nil, err
+		}
+		clean[i] = v
+	}
+	return clean, nil
 }
 
 // fieldValue canonicalises a field's lines (RFC 9421 §2.1): each line trimmed,
 // obs-fold replaced by a space, lines joined with ", "; then ;sf, ;key or ;bs.
 func fieldValue(c component, lines []string) (string, error) {
-	clean := make([]string, len(lines))
-	for i, l := range lines {
-		v, err := cleanLine(l)
+	if c.key != "" {
+		d, err := parseDictField(lines)
 		if err != nil {
 			return "", err
 		}
-		clean[i] = v
+		return dictMember(d, c.key)
+	}
+	clean, err := cleanLines(lines)
+	if err != nil {
+		return "", err
 	}
 	switch {
 	case c.bs:
@@ -254,16 +320,6 @@ func fieldValue(c component, lines []string) (string, error) {
 			b.WriteByte(':')
 		}
 		return b.String(), nil
-	case c.key != "":
-		d, err := httpsfv.UnmarshalDictionary(clean)
-		if err != nil {
-			return "", fmt.Errorf("not a dictionary: %w", err)
-		}
-		member, ok := d.Get(c.key)
-		if !ok {
-			return "", fmt.Errorf("dictionary has no member %q", c.key)
-		}
-		return httpsfv.Marshal(member)
 	case c.sf:
 		return reserialise(c.name, clean)
 	}

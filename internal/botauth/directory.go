@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -54,7 +55,8 @@ type DirectoryOptions struct {
 	// its own address filtering.
 	Client *http.Client
 	// Allowed reports whether an agent may be fetched (the bundle's crawler list);
-	// it gets the agent normalised to "https://host[:port]". nil allows none: an
+	// it gets the agent in NormalizeAgent's form "https://host[:port]", so the
+	// list should be normalised with NormalizeAgent too. nil allows none: an
 	// attacker must not be able to make our nodes fetch arbitrary URLs (SSRF).
 	Allowed func(agent string) bool
 	// AllowPrivate allows agents whose host resolves to loopback, private,
@@ -201,32 +203,93 @@ func publicAddr(ip netip.Addr) bool {
 	return ip.IsGlobalUnicast() && !ip.IsPrivate() && !cgnat.Contains(ip)
 }
 
-// normaliseAgent checks a Signature-Agent URL and returns it as
-// "https://host[:port]". Only a bare https origin is accepted: the directory
-// lives at the origin's well-known path (RFC 8615), so a path, query, fragment or
-// userinfo has no meaning and is refused rather than ignored.
-func normaliseAgent(agent string) (string, error) {
+// maxAgentBytes bounds an agent URL: a DNS name is at most 253 bytes.
+const maxAgentBytes = 512
+
+// NormalizeAgent checks a Web Bot Auth agent (a Signature-Agent value, or an
+// agent in an operator's crawler list) and returns its canonical form
+// "https://host[:port]": the scheme and host lowercased, the default port 443
+// dropped (so "https://Crawler.Example:443/" is "https://crawler.example"), any
+// other port written without leading zeros, an IPv6 literal in its canonical
+// text form. Only a bare https origin is accepted: the directory lives at the
+// origin's well-known path (RFC 8615), so a path (other than a trailing "/"),
+// query, fragment, userinfo or percent-encoding has no meaning and is refused
+// rather than ignored. The error says what is wrong.
+//
+// Every agent this package compares, caches, passes to DirectoryOptions.Allowed
+// or reports in Identity.Agent is in this form; callers matching agents (the bot
+// stage's crawler list) must normalise with it too.
+func NormalizeAgent(agent string) (string, error) {
+	q := quoteAgent(agent)
+	if len(agent) > maxAgentBytes {
+		return "", fmt.Errorf("agent %s: longer than %d bytes", q, maxAgentBytes)
+	}
+	if strings.ContainsAny(agent, "%\\") {
+		return "", fmt.Errorf("agent %s: percent-encoding and backslashes not allowed", q)
+	}
 	u, err := url.Parse(agent)
 	if err != nil {
-		return "", fmt.Errorf("signature agent %q: %w", agent, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return "", fmt.Errorf("agent %s: not a URL: %v", q, err)
 	}
 	switch {
+	case u.Scheme == "":
+		return "", fmt.Errorf("agent %s: no scheme, want https://host", q)
 	case u.Scheme != "https":
-		return "", fmt.Errorf("signature agent %q: not https", agent)
-	case u.Host == "" || u.Opaque != "":
-		return "", fmt.Errorf("signature agent %q: no host", agent)
+		return "", fmt.Errorf("agent %s: scheme %s, want https", q, u.Scheme)
+	case u.Opaque != "" || u.Host == "":
+		return "", fmt.Errorf("agent %s: no host", q)
 	case u.User != nil:
-		return "", fmt.Errorf("signature agent %q: userinfo not allowed", agent)
+		return "", fmt.Errorf("agent %s: userinfo not allowed", q)
 	case u.Path != "" && u.Path != "/":
-		return "", fmt.Errorf("signature agent %q: must be a bare origin, without a path", agent)
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(agent, "#"):
-		return "", fmt.Errorf("signature agent %q: query or fragment not allowed", agent)
-	case u.Port() == "" && strings.HasSuffix(u.Host, ":"):
-		return "", fmt.Errorf("signature agent %q: empty port", agent)
+		return "", fmt.Errorf("agent %s: path %q not allowed, want a bare origin", q, u.Path)
+	case u.RawQuery != "" || u.ForceQuery:
+		return "", fmt.Errorf("agent %s: query not allowed", q)
+	case u.Fragment != "" || strings.Contains(agent, "#"):
+		return "", fmt.Errorf("agent %s: fragment not allowed", q)
 	}
-	host := strings.ToLower(u.Host)
-	host = strings.TrimSuffix(host, ":443")
+	host := strings.ToLower(u.Hostname())
+	if strings.HasPrefix(u.Host, "[") {
+		ip, err := netip.ParseAddr(host)
+		if err != nil || !ip.Is6() || ip.Zone() != "" {
+			return "", fmt.Errorf("agent %s: invalid IPv6 literal", q)
+		}
+		host = "[" + ip.String() + "]"
+	} else if host == "" || strings.Trim(host, ".") == "" {
+		return "", fmt.Errorf("agent %s: no host", q)
+	} else {
+		for i := 0; i < len(host); i++ {
+			c := host[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+				return "", fmt.Errorf("agent %s: invalid character %q in host", q, c)
+			}
+		}
+	}
+	port := u.Port()
+	if port == "" && strings.HasSuffix(u.Host, ":") {
+		return "", fmt.Errorf("agent %s: empty port", q)
+	}
+	if port != "" {
+		n, err := strconv.ParseUint(port, 10, 16)
+		if err != nil || n == 0 {
+			return "", fmt.Errorf("agent %s: invalid port %q", q, port)
+		}
+		if n != 443 {
+			host += ":" + strconv.FormatUint(n, 10)
+		}
+	}
 	return "https://" + host, nil
+}
+
+// quoteAgent quotes an agent for an error message, clipped: it may be hostile.
+func quoteAgent(agent string) string {
+	if len(agent) > 80 {
+		return strconv.Quote(agent[:80]) + "..."
+	}
+	return strconv.Quote(agent)
 }
 
 // Key returns the agent's key with that keyid (fetching the directory at most
@@ -238,7 +301,7 @@ func normaliseAgent(agent string) (string, error) {
 // (fetch failed now or within NegativeTTL, or ctx ended first), ErrUnknownKey
 // (directory fetched, no such key) or ErrInvalid (agent is not an https origin).
 func (d *Directory) Key(ctx context.Context, agent, keyid string) (ed25519.PublicKey, error) {
-	origin, err := normaliseAgent(agent)
+	origin, err := NormalizeAgent(agent)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
@@ -299,7 +362,7 @@ func (d *Directory) evictLocked() {
 // Cached reports whether the agent's directory is cached (fresh, or a cached
 // failure): verifying a request naming it will not fetch.
 func (d *Directory) Cached(agent string) bool {
-	origin, err := normaliseAgent(agent)
+	origin, err := NormalizeAgent(agent)
 	if err != nil {
 		return false
 	}
@@ -311,7 +374,7 @@ func (d *Directory) Cached(agent string) bool {
 
 // allowed reports whether agent is a valid origin that may be fetched.
 func (d *Directory) allowed(agent string) (string, bool) {
-	origin, err := normaliseAgent(agent)
+	origin, err := NormalizeAgent(agent)
 	if err != nil || d.o.Allowed == nil || !d.o.Allowed(origin) {
 		return "", false
 	}
@@ -409,7 +472,8 @@ func (d *Directory) filterSigned(resp *http.Response, keys map[string]ed25519.Pu
 			return nil, ErrUnknownKey
 		}
 		m := message{req: resp.Request, resp: resp}
-		for _, rs := range sigs {
+		for i := range sigs {
+			rs := &sigs[i]
 			if rs.params.Tag != DirectoryTag {
 				continue
 			}

@@ -11,6 +11,35 @@ import (
 	"github.com/dunglas/httpsfv"
 )
 
+// Limits on what a verification will parse. Everything here runs before any key
+// is known, so an unauthenticated client controls all of it: each limit bounds
+// the CPU and memory one request can cost. Beyond a limit the request is refused
+// with ErrInvalid rather than partly considered.
+const (
+	// maxFieldBytes is the most bytes of Signature-Input, of Signature and of
+	// Signature-Agent (each field, all its lines together) that are parsed. A
+	// Web Bot Auth request carries a few hundred bytes in each.
+	maxFieldBytes = 8 << 10
+	// maxSignatures is the most members of Signature-Input (and of Signature)
+	// a message may carry: every selected one is verified.
+	maxSignatures = 8
+	// maxComponents is the most covered components one signature may list.
+	maxComponents = 32
+)
+
+// fieldBytes is the size of a field's lines together (with the ", " that joins
+// them).
+func fieldBytes(lines []string) int {
+	n := 0
+	for i, l := range lines {
+		if i > 0 {
+			n += 2
+		}
+		n += len(l)
+	}
+	return n
+}
+
 // rawSignature is one Signature-Input member with its Signature, parsed but not
 // yet checked: components are parsed only for the signatures a caller selects, so
 // that an unrelated signature using something unsupported does not get in the way.
@@ -20,11 +49,45 @@ type rawSignature struct {
 	raw    string // the member's value exactly as received: the @signature-params line
 	params Params
 	sig    []byte
+
+	comps   []component // parsed by components, at most once
+	compErr error
+	parsed  bool
+}
+
+// components parses the covered components once.
+func (rs *rawSignature) components() ([]component, error) {
+	if !rs.parsed {
+		rs.parsed = true
+		rs.comps = make([]component, len(rs.list.Items))
+		for i, item := range rs.list.Items {
+			c, err := componentFromItem(item)
+			if err != nil {
+				rs.comps, rs.compErr = nil, err
+				break
+			}
+			rs.comps[i] = c
+		}
+	}
+	return rs.comps, rs.compErr
+}
+
+// covers reports whether rs covers the serialised component identifier (false
+// when its components do not parse: checkSignature then reports why).
+func (rs *rawSignature) covers(ident string) bool {
+	comps, _ := rs.components()
+	for _, c := range comps {
+		if c.ident == ident {
+			return true
+		}
+	}
+	return false
 }
 
 // parseSignatures parses Signature-Input and Signature (RFC 9421 §4). It returns
 // ErrNoSignature when neither is present, ErrInvalid when they are malformed, a
-// label appears twice, or a Signature-Input member has no signature.
+// label appears twice, a Signature-Input member has no signature, or a limit
+// (maxFieldBytes, maxSignatures, maxComponents) is exceeded.
 func parseSignatures(h http.Header) ([]rawSignature, error) {
 	inputs, sigs := h.Values("Signature-Input"), h.Values("Signature")
 	if len(inputs) == 0 && len(sigs) == 0 {
@@ -33,13 +96,26 @@ func parseSignatures(h http.Header) ([]rawSignature, error) {
 	if len(inputs) == 0 {
 		return nil, fmt.Errorf("%w: Signature without Signature-Input", ErrInvalid)
 	}
+	// Size first: nothing below runs on an oversized field.
+	if n := fieldBytes(inputs); n > maxFieldBytes {
+		return nil, fmt.Errorf("%w: Signature-Input is %d bytes, limit %d", ErrInvalid, n, maxFieldBytes)
+	}
+	if n := fieldBytes(sigs); n > maxFieldBytes {
+		return nil, fmt.Errorf("%w: Signature is %d bytes, limit %d", ErrInvalid, n, maxFieldBytes)
+	}
 	members, err := splitDictionary(inputs)
 	if err != nil {
 		return nil, fmt.Errorf("%w: Signature-Input: %w", ErrInvalid, err)
 	}
+	if len(members) > maxSignatures {
+		return nil, fmt.Errorf("%w: Signature-Input has %d signatures, limit %d", ErrInvalid, len(members), maxSignatures)
+	}
 	sigMembers, err := splitDictionary(sigs)
 	if err != nil {
 		return nil, fmt.Errorf("%w: Signature: %w", ErrInvalid, err)
+	}
+	if len(sigMembers) > maxSignatures {
+		return nil, fmt.Errorf("%w: Signature has %d members, limit %d", ErrInvalid, len(sigMembers), maxSignatures)
 	}
 	out := make([]rawSignature, 0, len(members))
 	for _, m := range members {
@@ -48,11 +124,14 @@ func parseSignatures(h http.Header) ([]rawSignature, error) {
 		if !ok {
 			return nil, fmt.Errorf("%w: signature %s: Signature-Input member is not an inner list", ErrInvalid, m.key)
 		}
+		if len(il.Items) > maxComponents {
+			return nil, fmt.Errorf("%w: signature %s: %d covered components, limit %d", ErrInvalid, m.key, len(il.Items), maxComponents)
+		}
 		rs.list = il
 		if rs.params, err = signatureParams(il.Params); err != nil {
 			return nil, fmt.Errorf("%w: signature %s: %w", ErrInvalid, m.key, err)
 		}
-		for _, s := range sigMembers {
+		for _, s := range sigMembers { // at most maxSignatures
 			if s.key == m.key {
 				item, ok := s.value.(httpsfv.Item)
 				b, isBytes := item.Value.([]byte)
@@ -219,7 +298,7 @@ const defaultSkew = time.Minute
 // first and the signature base next, so that a stale or malformed signature
 // never costs a key lookup (which may fetch a directory), then the key and the
 // Ed25519 signature.
-func checkSignature(m message, rs rawSignature, lookup func(keyid string) (ed25519.PublicKey, error), now time.Time, o checkOpts) (Signed, error) {
+func checkSignature(m message, rs *rawSignature, lookup func(keyid string) (ed25519.PublicKey, error), now time.Time, o checkOpts) (Signed, error) {
 	p := rs.params
 	fail := func(kind error, format string, args ...any) (Signed, error) {
 		return Signed{}, fmt.Errorf("signature %s: %s: %w", rs.label, fmt.Sprintf(format, args...), kind)
@@ -250,14 +329,13 @@ func checkSignature(m message, rs rawSignature, lookup func(keyid string) (ed255
 	if len(rs.sig) != ed25519.SignatureSize {
 		return fail(ErrInvalid, "signature is %d bytes, want %d", len(rs.sig), ed25519.SignatureSize)
 	}
-	comps := make([]component, len(rs.list.Items))
-	short := make([]string, len(rs.list.Items))
-	for i, item := range rs.list.Items {
-		c, err := componentFromItem(item)
-		if err != nil {
-			return fail(ErrInvalid, "%v", err)
-		}
-		comps[i], short[i] = c, c.short()
+	comps, err := rs.components()
+	if err != nil {
+		return fail(ErrInvalid, "%v", err)
+	}
+	short := make([]string, len(comps))
+	for i, c := range comps {
+		short[i] = c.short()
 	}
 	base, err := buildBase(m, comps, rs.raw)
 	if err != nil {
@@ -287,16 +365,16 @@ func checkSignature(m message, rs rawSignature, lookup func(keyid string) (ed255
 // errors are wrapped as they are, so lookup should return ErrUnknownKey for a key
 // it does not know.
 func VerifyRequest(r *http.Request, tag string, lookup func(keyid string) (ed25519.PublicKey, error), now time.Time) (Signed, error) {
-	return verifySelected(r, func(rs rawSignature) bool { return tag == "" || rs.params.Tag == tag }, fmt.Sprintf("tagged %q", tag), lookup, now)
+	return verifySelected(r, func(rs *rawSignature) bool { return tag == "" || rs.params.Tag == tag }, fmt.Sprintf("tagged %q", tag), lookup, now)
 }
 
 // VerifyRequestLabel is VerifyRequest for the one signature with the given label
 // (RFC 9421 signatures are addressed by label; Web Bot Auth selects by tag).
 func VerifyRequestLabel(r *http.Request, label string, lookup func(keyid string) (ed25519.PublicKey, error), now time.Time) (Signed, error) {
-	return verifySelected(r, func(rs rawSignature) bool { return rs.label == label }, fmt.Sprintf("labelled %q", label), lookup, now)
+	return verifySelected(r, func(rs *rawSignature) bool { return rs.label == label }, fmt.Sprintf("labelled %q", label), lookup, now)
 }
 
-func verifySelected(r *http.Request, want func(rawSignature) bool, what string, lookup func(keyid string) (ed25519.PublicKey, error), now time.Time) (Signed, error) {
+func verifySelected(r *http.Request, want func(*rawSignature) bool, what string, lookup func(keyid string) (ed25519.PublicKey, error), now time.Time) (Signed, error) {
 	if r == nil {
 		return Signed{}, ErrNoSignature
 	}
@@ -309,7 +387,8 @@ func verifySelected(r *http.Request, want func(rawSignature) bool, what string, 
 	}
 	var first Signed
 	n := 0
-	for _, rs := range all {
+	for i := range all {
+		rs := &all[i]
 		if !want(rs) {
 			continue
 		}

@@ -360,7 +360,7 @@ func TestDirectoryEviction(t *testing.T) {
 	}
 }
 
-func TestNormaliseAgent(t *testing.T) {
+func TestNormalizeAgent(t *testing.T) {
 	good := map[string]string{
 		"https://Crawler.Example":      "https://crawler.example",
 		"https://crawler.example/":     "https://crawler.example",
@@ -368,12 +368,12 @@ func TestNormaliseAgent(t *testing.T) {
 		"https://crawler.example:8443": "https://crawler.example:8443",
 	}
 	for in, want := range good {
-		if got, err := normaliseAgent(in); err != nil || got != want {
+		if got, err := NormalizeAgent(in); err != nil || got != want {
 			t.Errorf("%s: %q, %v", in, got, err)
 		}
 	}
 	for _, bad := range []string{"http://crawler.example", "https://crawler.example/keys", "https://u@crawler.example", "https://crawler.example?x", "https://crawler.example#f", "https://", "crawler.example", "data:application/json,{}", "https://crawler.example:"} {
-		if _, err := normaliseAgent(bad); err == nil {
+		if _, err := NormalizeAgent(bad); err == nil {
 			t.Errorf("%s accepted", bad)
 		}
 	}
