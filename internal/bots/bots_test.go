@@ -3,11 +3,13 @@ package bots
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -141,8 +143,10 @@ func TestClassifyAndDecide(t *testing.T) {
 			Class{Crawler: "Googlebot", Category: "search", Spoofed: true, Method: MethodRDNS}, true, "bots:spoofed:Googlebot", 0},
 		{"Googlebot forward mismatch", req("Googlebot/2.1", "192.0.2.99"),
 			Class{Crawler: "Googlebot", Category: "search", Spoofed: true, Method: MethodRDNS}, true, "bots:spoofed:Googlebot", 0},
-		{"Googlebot DNS failing: not spoofed", req("Googlebot/2.1", "198.51.100.7"),
-			Class{Crawler: "Googlebot", Category: "search"}, false, "", 0},
+		{"Googlebot DNS failing: unverified, not spoofed", req("Googlebot/2.1", "198.51.100.7"),
+			Class{Crawler: "Googlebot", Category: "search", Unverified: true, Method: MethodRDNS}, true, "bots:unverified:Googlebot", 0},
+		{"script naming an unverifiable crawler", req("curl/8.0 DuckDuckBot/1.1", "192.0.2.1"), Class{Category: Automated}, true, "bots:automated", 0},
+		{"unverifiable crawler", req("DuckDuckBot/1.1", "192.0.2.1"), Class{Crawler: "DuckDuckBot", Category: "search"}, false, "", 0},
 		{"range crawler inside", req("RangeBot/1.0", "203.0.113.9"), Class{Crawler: "RangeBot", Category: "ai-search", Verified: true, Method: MethodIPRange}, false, "", 0},
 		{"range crawler inside v6", req("RangeBot/1.0", "2001:db8::5"), Class{Crawler: "RangeBot", Category: "ai-search", Verified: true, Method: MethodIPRange}, false, "", 0},
 		{"range crawler outside", req("RangeBot/1.0", "192.0.2.1"), Class{Crawler: "RangeBot", Category: "ai-search", Spoofed: true, Method: MethodIPRange}, true, "bots:spoofed:RangeBot", 0},
@@ -150,7 +154,7 @@ func TestClassifyAndDecide(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			set := s.set.Load()
-			c := s.classify(context.Background(), tc.r, set, set.sites["shop"])
+			c := s.classify(tc.r, set, set.sites["shop"])
 			got := c
 			got.Score = 0
 			if got != tc.class {
@@ -182,59 +186,44 @@ func TestSiteWithoutPolicyAndRobotsAreLeftAlone(t *testing.T) {
 	}
 }
 
-// TestInlineOnlyWhenNoWait: a claimed crawler whose address is not verified yet runs on
-// the driver's budgeted goroutine; once DNS answered, inline.
-func TestInlineOnlyWhenNoWait(t *testing.T) {
-	res := &fakeResolver{ptr: testResolver.ptr, fwd: testResolver.fwd}
-	s := NewStage(Options{Resolver: res})
-	set, err := NewSet(testList(), map[string]SiteConfig{"shop": {Policy: Policy{Rules: []Rule{{Category: "search", Action: Allow}}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Use(set)
-	r := req("Googlebot/2.1", "66.249.66.1")
-	if s.Inline(r, "shop") {
-		t.Fatal("an address not verified yet ran inline")
-	}
-	if !s.Inline(browser(req("", "192.0.2.1")), "shop") || !s.Inline(req("RangeBot/1", "203.0.113.1"), "shop") {
-		t.Fatal("a browser or a range-verified crawler did not run inline")
-	}
-	if _, err := s.Check(context.Background(), r, "shop"); err != nil {
-		t.Fatal(err)
-	}
-	if !s.Inline(r, "shop") {
-		t.Fatal("a verified address still not inline")
-	}
-	for range 10 {
-		s.Check(context.Background(), r, "shop")
-	}
-	if n := res.lookups.Load(); n != 1 {
-		t.Fatalf("%d PTR lookups for one address, want 1 (cached)", n)
-	}
-}
-
-// TestLookupOutlivesTheRequest: a request that gives up at its budget still leaves the
-// answer for the next one, and a flood from one address makes one lookup.
-func TestLookupOutlivesTheRequest(t *testing.T) {
-	res := &fakeResolver{ptr: testResolver.ptr, fwd: testResolver.fwd, delay: 50 * time.Millisecond}
-	s := NewStage(Options{Resolver: res})
-	set, _ := NewSet(testList(), map[string]SiteConfig{"shop": {Policy: Policy{Spoofed: Block}}})
-	s.Use(set)
-	r := req("Googlebot/2.1", "192.0.2.5")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
-	for range 20 {
-		v, _ := s.Check(ctx, r, "shop")
-		if v.Block {
-			t.Fatal("blocked before DNS answered: only a settled answer may call a crawler spoofed")
+// TestSlowDNS: a claim whose reverse DNS answers after MaxWait is unverified for that
+// request (the site's unverified action: block by default, so a spoofer cannot pass by
+// making its reverse zone slow); the lookup goes on, its answer is cached for the next
+// request, and a flood from one address makes one lookup.
+func TestSlowDNS(t *testing.T) {
+	for _, unverified := range []string{"", Allow} {
+		res := &fakeResolver{ptr: testResolver.ptr, fwd: testResolver.fwd, delay: MaxWait + 300*time.Millisecond}
+		s := NewStage(Options{Resolver: res})
+		set, err := NewSet(testList(), map[string]SiteConfig{"shop": {Policy: Policy{Unverified: unverified}}})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	cancel()
-	time.Sleep(150 * time.Millisecond)
-	if v, _ := s.Check(context.Background(), r, "shop"); !v.Block {
-		t.Fatal("the answer found after the budget was not kept")
-	}
-	if n := res.lookups.Load(); n != 1 {
-		t.Fatalf("%d lookups, want 1", n)
+		s.Use(set)
+		r := req("Googlebot/2.1", "192.0.2.5") // no PTR: spoofed, once DNS says so
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Go(func() {
+				v, _ := s.Check(context.Background(), r, "shop")
+				if v.Block != (unverified == "") || v.Block && v.Reason != "bots:unverified:Googlebot" {
+					t.Errorf("unverified %q: %+v before DNS answered", unverified, v)
+				}
+			})
+		}
+		wg.Wait()
+		if took := time.Since(start); took < MaxWait || took > MaxWait+250*time.Millisecond {
+			t.Errorf("waited %s for DNS, want about MaxWait (%s)", took, MaxWait)
+		}
+		time.Sleep(400 * time.Millisecond)
+		if v, _ := s.Check(context.Background(), r, "shop"); !v.Block || v.Reason != "bots:spoofed:Googlebot" {
+			t.Fatalf("the answer found after the wait was not kept: %+v", v)
+		}
+		if n := res.lookups.Load(); n != 1 {
+			t.Fatalf("%d lookups, want 1", n)
+		}
+		if !s.Inline(r, "shop") {
+			t.Fatal("the bot stage must always run inline")
+		}
 	}
 }
 
@@ -307,6 +296,26 @@ func TestValidate(t *testing.T) {
 			t.Errorf("errors lack %q:\n%s", want, joined)
 		}
 	}
+}
+
+// TestTooManyLookups: with every lookup slot taken, a claim is unverified at once (not
+// waited for, not allowed).
+func TestTooManyLookups(t *testing.T) {
+	res := &fakeResolver{ptr: map[string][]string{}, delay: 2 * time.Second}
+	s := NewStage(Options{Resolver: res})
+	set, _ := NewSet(testList(), map[string]SiteConfig{"shop": {Policy: Policy{}}})
+	s.Use(set)
+	var wg sync.WaitGroup
+	for i := range maxRDNSInFlight {
+		wg.Go(func() { s.Check(context.Background(), req("Googlebot/2.1", fmt.Sprintf("192.0.2.%d", i+1)), "shop") })
+	}
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	v, _ := s.Check(context.Background(), req("Googlebot/2.1", "198.51.100.200"), "shop")
+	if !v.Block || time.Since(start) > 100*time.Millisecond {
+		t.Fatalf("%+v after %s with every lookup slot taken", v, time.Since(start))
+	}
+	wg.Wait()
 }
 
 func FuzzClassify(f *testing.F) {

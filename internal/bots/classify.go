@@ -13,8 +13,11 @@ type Class struct {
 	Category string // the crawler's category, or Automated or Human
 	Verified bool   // proved to be Crawler (Method says how)
 	Spoofed  bool   // claimed Crawler and failed its check (Method says which)
-	Method   string // web-bot-auth, ip-range, reverse-dns; "" when nothing was checked
-	Score    int    // 1 (surely automated) .. 99 (surely a person); crawlers score 1
+	// Unverified: claimed Crawler, which can be checked, but the check did not finish
+	// (DNS failed or was too slow, the key directory could not be fetched).
+	Unverified bool
+	Method     string // web-bot-auth, ip-range, reverse-dns; "" when nothing was checked
+	Score      int    // 1 (surely automated) .. 99 (surely a person); crawlers score 1
 }
 
 // Verification methods.

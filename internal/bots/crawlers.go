@@ -17,11 +17,12 @@ import (
 	_ "embed"
 	"fmt"
 	"net/netip"
-	"net/url"
 	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"rhizome/internal/botauth"
 )
 
 // Crawler is one known crawler: how to recognise it and how it proves who it is. It is
@@ -56,9 +57,10 @@ var Categories = []string{"search", "ai-training", "ai-search", "ai-assistant", 
 // Classes beyond crawler categories that a policy may name: requests from unidentified
 // automation (a low score), and requests that claimed a known crawler but failed its check.
 const (
-	Automated = "automated"
-	Human     = "human"
-	Spoofed   = "spoofed"
+	Automated  = "automated"
+	Human      = "human"
+	Spoofed    = "spoofed"
+	Unverified = "unverified"
 )
 
 // Limits on the crawler list, so that a bundle cannot grow a node's memory or a request's
@@ -176,17 +178,17 @@ func tokens(path string, list []string, ok func(string) bool, want string) []err
 	return errs
 }
 
-// NormalizeAgent checks a Signature-Agent origin (https, a host, no path beyond "/", no
-// query) and returns it as "https://host[:port]", lowercased.
+// NormalizeAgent checks a Signature-Agent origin (https, a host, no path) and returns it
+// in the one form both this package and botauth compare: botauth.NormalizeAgent's.
 func NormalizeAgent(a string) (string, error) {
 	if len(a) > maxSignatureURL {
 		return "", fmt.Errorf("%q: longer than %d bytes", short(a), maxSignatureURL)
 	}
-	u, err := url.Parse(a)
-	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("%q: want an https origin like https://crawler.example", short(a))
+	n, err := botauth.NormalizeAgent(a)
+	if err != nil {
+		return "", fmt.Errorf("%q: want an https origin like https://crawler.example (%v)", short(a), err)
 	}
-	return "https://" + strings.ToLower(u.Host), nil
+	return n, nil
 }
 
 func isToken(s string) bool {

@@ -15,6 +15,11 @@ type Policy struct {
 	// address outside its published ranges, a reverse DNS name not its own, a broken
 	// signature): block (the default) or allow.
 	Spoofed string `yaml:"spoofed" json:"spoofed,omitempty"`
+	// Unverified is what a request gets that claims a crawler that can be checked, when the
+	// check could not finish (its DNS failed or was too slow, its key directory could not be
+	// fetched): block (the default: otherwise a spoofer with a slow reverse zone would pass)
+	// or allow (favour real crawlers when your resolver is unreliable).
+	Unverified string `yaml:"unverified" json:"unverified,omitempty"`
 	// AutomatedBelow is the score (1 = surely automated, 99 = surely a person) under which an
 	// unidentified request counts as automated; default 30.
 	AutomatedBelow int `yaml:"automated_below" json:"automated_below,omitempty"`
@@ -76,6 +81,7 @@ func (p *Policy) Validate(prefix string, list []Crawler) []error {
 		errs = append(errs, actionErr(rp+".action", r.Action, false)...)
 	}
 	errs = append(errs, actionErr(prefix+".spoofed", p.Spoofed, true)...)
+	errs = append(errs, actionErr(prefix+".unverified", p.Unverified, true)...)
 	if p.AutomatedBelow < 0 || p.AutomatedBelow > 99 {
 		errs = append(errs, fmt.Errorf("%s.automated_below: %d: want 1..99 (0 for the default 30)", prefix, p.AutomatedBelow))
 	}
@@ -110,6 +116,9 @@ func (p *Policy) decide(c Class) (string, int) {
 		if p.Spoofed == Allow {
 			return Allow, -1
 		}
+		return Block, -1
+	}
+	if c.Unverified && p.Unverified != Allow {
 		return Block, -1
 	}
 	for i, r := range p.Rules {

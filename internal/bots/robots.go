@@ -16,11 +16,12 @@ func managedRobots(site string, p *Policy, l *List) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# BEGIN rhizome managed section (site %s): this site's preferences for crawlers and AI.\n", site)
 	if sig := contentSignal(p.ContentSignals); sig != "" {
+		// No Allow line: RFC 9309 merges groups of the same agent and lets Allow win a tie,
+		// so "Allow: /" here would undo an origin's "Disallow: /".
 		b.WriteString("# Content-Signal states how the content may be used once fetched: search = a search\n")
 		b.WriteString("# index with links and excerpts; ai-input = feeding AI answers; ai-train = training AI models.\n")
 		b.WriteString("User-agent: *\n")
-		b.WriteString("Content-Signal: " + sig + "\n")
-		b.WriteString("Allow: /\n\n")
+		b.WriteString("Content-Signal: " + sig + "\n\n")
 	}
 	var names []string
 	for _, c := range l.crawlers {

@@ -112,7 +112,7 @@ func NewStage(o Options) *Stage {
 		return ok
 	}})
 	s.verifier = &botauth.Verifier{Directory: dir}
-	for _, c := range append(append([]string(nil), Categories...), Automated, Human, Spoofed) {
+	for _, c := range append(append([]string(nil), Categories...), Automated, Human, Spoofed, Unverified) {
 		s.counts[c] = &classCount{}
 	}
 	s.set.Store(&Set{list: &List{byToken: map[string]int{}, agents: map[string]int{}}, sites: map[string]*siteState{}})
@@ -129,46 +129,40 @@ func (s *Stage) Use(set *Set) {
 // Name implements stages.Stage.
 func (s *Stage) Name() string { return "bots" }
 
-// Inline implements stages.Inline: the check runs on the request's goroutine unless it
-// would wait on the network (a key directory or an address not verified yet).
-func (s *Stage) Inline(r *http.Request, site string) bool {
-	set := s.set.Load()
-	st := set.sites[site]
-	if st == nil {
-		return true
-	}
-	if len(r.Header["Signature-Input"]) > 0 && s.verifier.NeedsFetch(r) {
-		return false
-	}
-	f := set.list.scanUA(r.Header.Get("User-Agent"))
-	if f.crawler < 0 || len(set.list.domains[f.crawler]) == 0 {
-		return true
-	}
-	a := clientip.Addr(r, st.trusted)
-	if set.list.inRanges(f.crawler, a) {
-		return true
-	}
-	_, ok := s.rdns.cached(a)
-	return ok
-}
+// Inline implements stages.Inline: the check always runs on the request's goroutine. It
+// waits for the network only for a claim it must verify and has no cached answer for, and
+// then at most MaxWait: the lookup goes on in the background and its answer is cached, so
+// that the next request from that address is decided at once.
+func (s *Stage) Inline(*http.Request, string) bool { return true }
 
-// maxWait bounds what a check waits for DNS or a key directory even when the driver gave
-// it no deadline (an inline check whose cache entry expired between Inline and Check).
-const maxWait = time.Second
+// MaxWait bounds how long one request waits for a DNS answer or a key directory. A claim
+// still unverified after it gets the site's `unverified` action: a spoofer must not pass by
+// making its own reverse zone slow.
+const MaxWait = 500 * time.Millisecond
+
+// DefaultBudget implements stages.Budgeter: room for MaxWait, so that waiting for a
+// verification never counts as the stage failing.
+func (s *Stage) DefaultBudget() time.Duration { return 2 * MaxWait }
 
 // Check implements stages.Stage: classify, then apply the site's policy.
 func (s *Stage) Check(ctx context.Context, r *http.Request, site string) (stages.Verdict, error) {
 	set := s.set.Load()
 	st := set.sites[site]
-	if st == nil || r.URL.Path == "/robots.txt" {
+	if st == nil {
+		return stages.Verdict{}, nil
+	}
+	if r.URL.Path == "/robots.txt" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		// robots.txt stays readable to every crawler: it is how a blocked one learns it is.
 		return stages.Verdict{}, nil
 	}
-	c := s.classify(ctx, r, set, st)
+	c := s.classify(r, set, st)
 	action, _ := st.policy.decide(c)
 	key := c.Category
-	if c.Spoofed {
+	switch {
+	case c.Spoofed:
 		key = Spoofed
+	case c.Unverified:
+		key = Unverified
 	}
 	cc := s.counts[key]
 	if cc != nil {
@@ -187,6 +181,8 @@ func (s *Stage) Check(ctx context.Context, r *http.Request, site string) (stages
 	switch {
 	case c.Spoofed:
 		reason = "bots:spoofed:" + c.Crawler
+	case c.Unverified:
+		reason = "bots:unverified:" + c.Crawler
 	case c.Crawler != "":
 		reason = "bots:" + c.Crawler
 	}
@@ -194,12 +190,12 @@ func (s *Stage) Check(ctx context.Context, r *http.Request, site string) (stages
 }
 
 // classify says what a request is, for a site's settings in set.
-func (s *Stage) classify(ctx context.Context, r *http.Request, set *Set, st *siteState) Class {
+func (s *Stage) classify(r *http.Request, set *Set, st *siteState) Class {
 	l := set.list
 	ua := r.Header.Get("User-Agent")
 	f := l.scanUA(ua)
 	if len(r.Header["Signature-Input"]) > 0 {
-		if c, ok := s.bySignature(ctx, r, l, f); ok {
+		if c, ok := s.bySignature(r, l); ok {
 			return c
 		}
 	}
@@ -212,8 +208,16 @@ func (s *Stage) classify(ctx context.Context, r *http.Request, set *Set, st *sit
 	}
 	cr := &l.crawlers[f.crawler]
 	c := Class{Crawler: cr.Name, Category: cr.Category, Score: 1}
-	a := clientip.Addr(r, st.trusted)
 	hasRanges, hasDNS := len(l.ranges[f.crawler]) > 0, len(l.domains[f.crawler]) > 0
+	if !hasRanges && !hasDNS {
+		// Nothing to check the claim against. An HTTP library naming a crawler as well is
+		// a script, not the crawler: "curl/8 DuckDuckBot/1.1" must not escape "automated".
+		if f.automated {
+			return Class{Category: Automated, Score: score(r, ua, f)}
+		}
+		return c
+	}
+	a := clientip.Addr(r, st.trusted)
 	if hasRanges {
 		if l.inRanges(f.crawler, a) {
 			c.Verified, c.Method = true, MethodIPRange
@@ -224,53 +228,53 @@ func (s *Stage) classify(ctx context.Context, r *http.Request, set *Set, st *sit
 			return c
 		}
 	}
-	if hasDNS {
-		res, ok := s.rdns.cached(a)
-		if !ok {
-			wctx, cancel := context.WithTimeout(ctx, maxWait)
-			res, ok = s.rdns.lookup(wctx, a)
-			cancel()
-		}
-		switch {
-		case ok && l.nameMatches(f.crawler, res.names):
-			c.Verified, c.Method = true, MethodRDNS
-		case ok && res.settled:
-			c.Spoofed, c.Method = true, MethodRDNS
-		}
+	c.Method = MethodRDNS
+	res, ok := s.rdns.cached(a)
+	if !ok {
+		wctx, cancel := context.WithTimeout(context.Background(), MaxWait)
+		res, ok = s.rdns.lookup(wctx, a)
+		cancel()
+	}
+	switch {
+	case ok && l.nameMatches(f.crawler, res.names):
+		c.Verified = true
+	case ok && res.settled:
+		c.Spoofed = true
+	default:
+		c.Unverified = true // DNS failed, too slow, or too many lookups running
 	}
 	return c
 }
 
-// bySignature classifies a request carrying a Web Bot Auth signature from an agent on the
-// list; ok is false when the signature says nothing either way (another agent, no key
-// directory reachable, a key the directory does not list yet).
-func (s *Stage) bySignature(ctx context.Context, r *http.Request, l *List, f uaFacts) (Class, bool) {
-	agent, err := NormalizeAgent(unquote(r.Header.Get("Signature-Agent")))
+// bySignature classifies a request carrying a Web Bot Auth signature that names an agent on
+// the list; ok is false when it names none (the signature then says nothing either way).
+func (s *Stage) bySignature(r *http.Request, l *List) (Class, bool) {
+	agent, ok := botauth.ClaimedAgent(r)
+	if !ok {
+		return Class{}, false
+	}
 	idx, known := l.agents[agent]
-	if err != nil || !known {
+	if !known {
 		return Class{}, false
 	}
 	cr := &l.crawlers[idx]
-	wctx, cancel := context.WithTimeout(ctx, maxWait)
+	c := Class{Crawler: cr.Name, Category: cr.Category, Method: MethodSignature, Score: 1}
+	wctx, cancel := context.WithTimeout(context.Background(), MaxWait)
 	defer cancel()
-	_, err = s.verifier.Verify(wctx, r, s.now())
+	id, err := s.verifier.Verify(wctx, r, s.now())
 	switch {
-	case err == nil:
-		return Class{Crawler: cr.Name, Category: cr.Category, Verified: true, Method: MethodSignature, Score: 1}, true
-	case errors.Is(err, botauth.ErrInvalid), errors.Is(err, botauth.ErrExpired):
+	case err == nil && id.Agent == agent:
+		c.Verified = true
+	case err == nil, errors.Is(err, botauth.ErrInvalid), errors.Is(err, botauth.ErrExpired), errors.Is(err, botauth.ErrNoSignature):
+		// Signed by another agent than it names, broken, expired, or not a Web Bot Auth
+		// signature at all while naming a listed agent: the claim fails.
 		s.log.Debug("web bot auth signature refused", "agent", agent, "err", err)
-		return Class{Crawler: cr.Name, Category: cr.Category, Spoofed: true, Method: MethodSignature, Score: 1}, true
+		c.Spoofed = true
+	default:
+		// The directory could not be fetched (yet), or does not list the key (yet).
+		c.Unverified = true
 	}
-	return Class{}, false
-}
-
-// unquote reads Signature-Agent, a structured-field string ("https://...") in the current
-// drafts and a bare URL in older ones.
-func unquote(v string) string {
-	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-		return v[1 : len(v)-1]
-	}
-	return v
+	return c, true
 }
 
 // ClassCounts are the requests the stage classified in one class since start.
@@ -290,6 +294,9 @@ func (s *Stage) Stats() map[string]ClassCounts {
 	}
 	return out
 }
+
+// Crawlers returns the crawler list in force (not to be modified).
+func (s *Stage) Crawlers() []Crawler { return s.set.Load().list.crawlers }
 
 // RobotsTxt returns the managed robots.txt block of a site, or nil when the site leaves
 // robots.txt to its origin.

@@ -29,7 +29,7 @@ type RateLimit struct {
 type StageMode struct {
 	Stage      string   `yaml:"stage" json:"stage,omitempty"`             // ratelimit, waf, bots, paycrawl
 	FailClosed bool     `yaml:"fail_closed" json:"fail_closed,omitempty"` // refuse (403) when the stage fails; default: bypass it
-	Budget     Duration `yaml:"budget" json:"budget,omitempty"`           // per request, 1ms..1s; default 50ms
+	Budget     Duration `yaml:"budget" json:"budget,omitempty"`           // per request, 1ms..1s; default 50ms (WAF 500ms, bots 1s)
 }
 
 // RateRules converts a site's rules for the ratelimit package.
@@ -59,22 +59,26 @@ func (c *Config) securityErr() []error {
 				errs = append(errs, fmt.Errorf("%s.stage: %q listed twice", p, m.Stage))
 			}
 			seen[m.Stage] = true
-			if b := time.Duration(m.Budget); b != 0 && (b < time.Millisecond || b > time.Second) {
-				errs = append(errs, fmt.Errorf("%s.budget: %s: want 1ms..1s (0 for the default 50ms)", p, b))
+			switch b := time.Duration(m.Budget); {
+			case b != 0 && (b < time.Millisecond || b > time.Second):
+				errs = append(errs, fmt.Errorf("%s.budget: %s: want 1ms..1s (0 for the stage's default)", p, b))
+			case b != 0 && m.Stage == "bots" && b <= bots.MaxWait:
+				errs = append(errs, fmt.Errorf("%s.budget: %s: the bot stage waits up to %s for DNS and key directories: want more than that", p, b, bots.MaxWait))
 			}
 		}
 	}
 	return append(errs, c.botsErr()...)
 }
 
-// WAF is a site's web application firewall: waf.Config. See docs/security.md#waf.
+// WAF is a site's web application firewall: waf.Config. See docs/security.md#waf. Its time
+// budget is 500ms unless the site's stage_modes set another.
 type WAF struct {
 	Mode             string         `yaml:"mode" json:"mode,omitempty"`                           // block (default) or detect
 	Paranoia         int            `yaml:"paranoia" json:"paranoia,omitempty"`                   // CRS paranoia level 1..4; default 1
 	AnomalyThreshold int            `yaml:"anomaly_threshold" json:"anomaly_threshold,omitempty"` // inbound anomaly score that blocks; default 5
 	Exclusions       []WAFExclusion `yaml:"exclusions" json:"exclusions,omitempty"`               // rules switched off
-	BodyLimit        string         `yaml:"body_limit" json:"body_limit,omitempty"`               // request body bytes inspected, e.g. 128KiB (default)
-	OverLimit        string         `yaml:"over_limit" json:"over_limit,omitempty"`               // inspect_partial (default) or reject (413)
+	BodyLimit        string         `yaml:"body_limit" json:"body_limit,omitempty"`               // request body bytes inspected, e.g. 64KiB; default 16KiB, at most 256KiB
+	OverLimit        string         `yaml:"over_limit" json:"over_limit,omitempty"`               // reject (default: 413) or inspect_partial (bytes past body_limit are NOT inspected)
 }
 
 // WAFExclusion switches off Core Rule Set rules by id, everywhere or under a path prefix.
@@ -134,8 +138,12 @@ func (c *Config) botsErr() []error {
 		// The merged list can still break a limit (built-in entries plus added ones).
 		errs = append(errs, bots.ValidateCrawlers("crawlers", list)...)
 	}
+	wafs := map[string]waf.Config{}
 	for i := range c.Sites {
 		s := &c.Sites[i]
+		if w, ok := s.WAFConfig(); ok && w.BodyLimit >= 0 {
+			wafs[s.Name] = w
+		}
 		if s.Bots != nil {
 			errs = append(errs, s.Bots.Validate(fmt.Sprintf("sites[%d].bots", i), list)...)
 		}
@@ -146,6 +154,11 @@ func (c *Config) botsErr() []error {
 			}
 			errs = append(errs, w.Validate(fmt.Sprintf("sites[%d].waf", i))...)
 		}
+	}
+	// Every distinct WAF configuration is a rule set each node compiles and holds (about
+	// 2.5 MiB, 17 ms): a bundle must not be able to make that unbounded.
+	if n := waf.DistinctEngines(wafs); n > waf.MaxEngines {
+		errs = append(errs, fmt.Errorf("sites: %d distinct WAF configurations (paranoia, anomaly_threshold, body_limit, exclusions): at most %d; sites that differ only in mode or over_limit share one", n, waf.MaxEngines))
 	}
 	return errs
 }

@@ -49,6 +49,7 @@ func compileSecurity(cfg *bundle.Config, snap *snapshot.Snapshot) (*security, er
 			sec.rate = append(sec.rate, ratelimit.SiteRules{Site: bs.Name, Rules: rules, TrustedProxies: trusted[bs.Name]})
 		}
 		if w, ok := bs.WAFConfig(); ok {
+			w.TrustedProxies = trusted[bs.Name]
 			wafs[bs.Name] = w
 		}
 		if bs.Bots != nil {

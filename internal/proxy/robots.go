@@ -17,8 +17,15 @@ const maxRobotsBytes = 500 << 10
 // any other response; when the origin has none, or fails, the managed section stands alone:
 // a crawler must always be able to read the site's preferences.
 func (h *Handler) serveRobots(w http.ResponseWriter, r *http.Request, x *exchange, managed []byte) {
+	// A clean GET: the client's conditionals would turn the origin's file into a 304 (and
+	// its rules would vanish from the answer), its Range would cut it, and its
+	// Accept-Encoding would bring back compressed bytes to be appended as text.
 	inner := r.Clone(r.Context())
 	inner.Method = http.MethodGet
+	inner.Header = http.Header{"Accept": {"text/plain"}, "Accept-Encoding": {"identity"}}
+	if ua := r.Header.Get("User-Agent"); ua != "" {
+		inner.Header.Set("User-Agent", ua)
+	}
 	cw := &captureWriter{h: http.Header{}, limit: maxRobotsBytes}
 	if h.cacheable(inner, x) {
 		h.serveCached(cw, inner, x)
@@ -26,7 +33,7 @@ func (h *Handler) serveRobots(w http.ResponseWriter, r *http.Request, x *exchang
 		h.servePass(cw, inner, x, "fwd=bypass", "")
 	}
 	body := managed
-	if cw.status() == http.StatusOK && isText(cw.h.Get("Content-Type")) {
+	if cw.status() == http.StatusOK && isText(cw.h.Get("Content-Type")) && !encoded(cw.h) {
 		body = append(append(append([]byte(nil), managed...), cw.buf.Bytes()...), '\n')
 	}
 	hdr := w.Header()
@@ -44,6 +51,12 @@ func (h *Handler) serveRobots(w http.ResponseWriter, r *http.Request, x *exchang
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(body)
 	}
+}
+
+// encoded reports a body that is not plain bytes (an origin that compresses regardless).
+func encoded(h http.Header) bool {
+	ce := h.Get("Content-Encoding")
+	return ce != "" && ce != "identity"
 }
 
 func isText(ct string) bool {

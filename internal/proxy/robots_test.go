@@ -52,3 +52,31 @@ func TestManagedRobots(t *testing.T) {
 		t.Fatalf("robots.txt with a query: %q", body)
 	}
 }
+
+// TestManagedRobotsIgnoresClientConditionals: the client's If-None-Match, Range and
+// Accept-Encoding do not reach the fetch of the origin's file, so its rules are never lost
+// to a 304 or garbled by gzip.
+func TestManagedRobotsIgnoresClientConditionals(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"v1"`)
+		w.Header().Set("Cache-Control", "max-age=60")
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		if r.Header.Get("Accept-Encoding") == "gzip" {
+			w.Header().Set("Content-Encoding", "gzip")
+			io.WriteString(w, "\x1f\x8b garbage")
+			return
+		}
+		io.WriteString(w, "User-agent: *\nDisallow: /private/")
+	})
+	e := newEnv(t, []string{o.URL})
+	e.h.robots = func(string) []byte { return []byte("# managed\n\n") }
+	for _, hdr := range [][]string{{"If-None-Match", `"v1"`}, {"Accept-Encoding", "gzip"}, {"Range", "bytes=0-3"}, {"If-Modified-Since", "Wed, 21 Oct 2015 07:28:00 GMT"}} {
+		resp, body := e.get(t, "/robots.txt", hdr...)
+		if resp.StatusCode != 200 || body != "# managed\n\nUser-agent: *\nDisallow: /private/\n" {
+			t.Fatalf("%v: %d %q", hdr, resp.StatusCode, body)
+		}
+	}
+}
