@@ -6,11 +6,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"rhizome/internal/node"
 )
 
 const usage = `rhizome: a decentralized edge network in one binary.
 
 Usage:
+  rhizome demo [--nodes 5]                                a mesh on this machine: origins, signed bundle, traffic, dashboard
+  rhizome demo --scenario nov18 [--headless]              replay the outage of 18 November 2025 and score it
   rhizome proxy --origin URL [--origin URL]... [flags]   a caching reverse proxy, no files needed
   rhizome proxy --demo                                    the same, in front of a built-in sample origin
   rhizome node --config node.yaml                         a mesh node serving signed bundles
@@ -39,12 +43,15 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	node.Version = version
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
 	var err error
 	switch args[0] {
+	case "demo":
+		err = runDemo(args[1:], stdout, stderr)
 	case "proxy":
 		err = runProxy(args[1:], stderr)
 	case "node":

@@ -68,6 +68,22 @@ func Sign(body *Body, keys ...ed25519.PrivateKey) (*Signed, error) {
 	return s, nil
 }
 
+// SignUnchecked encodes and signs body without checking it: what a broken or hostile tool
+// could produce with a stolen or careless operator key. Nodes must refuse what it makes
+// when the content is bad; the demo and the tests use it to show that they do. Never use it
+// to sign a real bundle (rhizome bundle sign calls Sign).
+func SignUnchecked(body *Body, key ed25519.PrivateKey) (*Signed, error) {
+	raw, err := body.Canonical()
+	if err != nil {
+		return nil, err
+	}
+	s := &Signed{Body: raw}
+	if err := s.sign(key); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
 // AddSignature adds key's signature, for M-of-N co-signing: each operator adds theirs to
 // the bundle the first one signed. The body is checked first, so that no operator signs a
 // body a node would refuse; a key that already signed is an error, since it would not count

@@ -16,6 +16,8 @@ import (
 
 	"rhizome/internal/admin"
 	"rhizome/internal/cache"
+	"rhizome/internal/dashboard"
+	"rhizome/internal/metrics"
 	"rhizome/internal/proxy"
 	"rhizome/internal/snapshot"
 	"rhizome/internal/stages"
@@ -155,7 +157,20 @@ func StartSnapshot(snap *snapshot.Snapshot, o Options) (*Node, error) {
 		}
 		n.AdminAddr = aln.Addr()
 		a := &admin.Server{Store: n.Store, Snapshot: n.Proxy.Snapshot, Upstreams: n.Proxy.Upstreams, Token: n.Token, Logger: log, Started: time.Now(),
-			Traffic: func() any { return n.Proxy.Health() }}
+			Traffic: func() any { return n.Proxy.Health() }, Dashboard: dashboard.Handler()}
+		// A standalone proxy's metrics: the data plane alone (a mesh node replaces them
+		// with its own, which add the bundle, the mesh and the stages).
+		a.Metrics = metrics.Handler(func() metrics.Snapshot {
+			s := metrics.Snapshot{Node: o.Name, Traffic: n.Proxy.Health(), Upstreams: n.Proxy.Upstreams()}
+			if n.Store != nil {
+				cs := n.Store.Stats()
+				s.Cache = &cs
+			}
+			if o.Stages != nil {
+				s.Stages = o.Stages.Stats()
+			}
+			return s
+		})
 		if o.Admin != nil {
 			o.Admin(a)
 		}

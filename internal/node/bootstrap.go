@@ -20,6 +20,7 @@ import (
 	"rhizome/internal/bytesize"
 	"rhizome/internal/control"
 	"rhizome/internal/mesh"
+	"rhizome/internal/stages"
 )
 
 // MaxBootstrapBytes bounds the bootstrap file.
@@ -58,6 +59,9 @@ type Bootstrap struct {
 	// Bots reaches the bot stage's DNS resolver and key-directory client: set by programs
 	// that embed a node (tests, the demo), never from the file.
 	Bots bots.Options `yaml:"-"`
+	// WrapStage, when set, wraps each request stage before the driver gets it: the demo
+	// uses it to inject a latent bug into the bot stage. Never from the file.
+	WrapStage func(stages.Stage) stages.Stage `yaml:"-"`
 
 	trust       bundle.Trust
 	memory, dsk int64

@@ -25,6 +25,7 @@ import (
 	"rhizome/internal/dns"
 	"rhizome/internal/edge"
 	"rhizome/internal/mesh"
+	"rhizome/internal/metrics"
 	"rhizome/internal/proxy"
 	"rhizome/internal/ratelimit"
 	"rhizome/internal/rollout"
@@ -132,6 +133,8 @@ type Node struct {
 	dns       *dns.Server // nil unless the bootstrap names a dns address
 	steer     *steerer
 	published atomic.Pointer[mesh.Announcement] // what this node runs, for the mesh; read without n.mu
+
+	refusedTotal atomic.Uint64 // bundles refused since start (the list keeps the last few)
 
 	stopOnce sync.Once
 	stopErr  error
@@ -252,7 +255,13 @@ func Start(boot *Bootstrap, log *slog.Logger) (*Node, error) {
 		bo.Logger = n.log
 	}
 	n.bots = bots.NewStage(bo)
-	n.driver = stages.New([]stages.Stage{n.limiter, n.waf, n.bots}, stages.Options{Logger: n.log, Mode: func(stage, site string) stages.Mode {
+	list := []stages.Stage{n.limiter, n.waf, n.bots}
+	if boot.WrapStage != nil {
+		for i := range list {
+			list[i] = boot.WrapStage(list[i])
+		}
+	}
+	n.driver = stages.New(list, stages.Options{Logger: n.log, Mode: func(stage, site string) stages.Mode {
 		return (*n.stageModes.Load())[site+"\x00"+stage] // zero Mode: fail open, default budget
 	}, Killed: func(stage, site string) bool {
 		return control.Killed(*n.switches.Load(), stage, site)
@@ -271,6 +280,7 @@ func Start(boot *Bootstrap, log *slog.Logger) (*Node, error) {
 			a.Control = func(b []byte) (any, error) { return n.AddControl(b) }
 			a.Rollout = func() any { return n.Rollout() }
 			a.Drain = func(on bool) error { return n.SetDraining(on) }
+			a.Metrics = metrics.Handler(n.metricsSnapshot)
 		},
 	})
 	if err != nil {
@@ -607,6 +617,7 @@ func (n *Node) refuse(s *bundle.Signed, err error) {
 		}
 	}
 	n.log.Warn("bundle refused", "serial", r.Serial, "hash", r.Hash, "reason", r.Reason)
+	n.refusedTotal.Add(1)
 	n.refused = append(n.refused, r)
 	if len(n.refused) > maxRefusals {
 		n.refused = n.refused[len(n.refused)-maxRefusals:]
