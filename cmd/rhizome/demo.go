@@ -59,7 +59,8 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, `
 rhizome demo: %d nodes, two origins (primary and backup), a signed bundle, traffic.
   dashboard   %s
-  the site    curl -H 'Host: %s' %s
+  the site    curl -A 'Mozilla/5.0 Chrome/131.0 Safari/537.36' -H 'Accept: text/html' -H 'Accept-Language: en' -H 'Host: %s' %s
+              (plain curl is a script: the demo's bot policy answers 403, detail=bots:automated)
   DNS         dig @%s -p %s %s
   robots.txt  curl -H 'Host: %s' %srobots.txt
 Events follow as they happen. Ctrl-C stops everything and removes what the demo wrote.
