@@ -244,13 +244,13 @@ func printBundle(w io.Writer, ns node.State) {
 // WAF and bot stages saw.
 func printStages(w io.Writer, sg *node.StageState) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "STAGE	RUNS	BLOCKS	ERRORS	TIMEOUTS	PANICS	BYPASSES")
+	fmt.Fprintln(tw, "STAGE\tRUNS\tBLOCKS\tERRORS\tTIMEOUTS\tPANICS\tBYPASSES\tSLOW")
 	for _, name := range stages.Names {
 		c, ok := sg.Driver[name]
 		if !ok {
 			continue
 		}
-		fmt.Fprintf(tw, "%s	%d	%d	%d	%d	%d	%d\n", name, c.Runs, c.Blocks, c.Errors, c.Timeouts, c.Panics, c.Bypasses)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", name, c.Runs, c.Blocks, c.Errors, c.Timeouts, c.Panics, c.Bypasses, c.Slow)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "rate limiting: %d keys, %d blocked, %d logged\n", sg.RateLimit.Keys, sg.RateLimit.Blocked, sg.RateLimit.Logged)

@@ -28,7 +28,7 @@ type collector struct {
 	originRequests, originFailures, originErrorRatio       *prometheus.Desc
 	originLatency, originInFlight                          *prometheus.Desc
 	stageRuns, stageBlocks, stageErrors                    *prometheus.Desc
-	stageTimeouts, stagePanics, stageBypasses              *prometheus.Desc
+	stageTimeouts, stagePanics, stageBypasses, stageSlow   *prometheus.Desc
 	rlKeys, rlBlocked, rlLogged                            *prometheus.Desc
 	wafInspected, wafBlocked, wafDetected                  *prometheus.Desc
 	wafOverLimit, wafTooLarge, wafReadErrors, wafOversized *prometheus.Desc
@@ -99,6 +99,7 @@ func newCollector(read func() Snapshot) *collector {
 	c.stageTimeouts = d("rhizome_stage_timeouts_total", "Checks of the stage that ran past their time budget, or were skipped because too many were still running.", stageLabels...)
 	c.stagePanics = d("rhizome_stage_panics_total", "Checks of the stage that panicked.", stageLabels...)
 	c.stageBypasses = d("rhizome_stage_bypasses_total", "Requests that skipped the stage: kill switch on, or the stage failed open.", stageLabels...)
+	c.stageSlow = d("rhizome_stage_slow_total", "Checks run on the request's goroutine that finished past the stage's budget (their verdict stands; not a failure).", stageLabels...)
 
 	c.rlKeys = d("rhizome_ratelimit_keys", "Rate-limit buckets held in memory now.")
 	c.rlBlocked = d("rhizome_ratelimit_blocked_total", "Requests refused by a rate limit.")
@@ -187,6 +188,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		m.counter(c.stageTimeouts, float64(sc.Timeouts), name)
 		m.counter(c.stagePanics, float64(sc.Panics), name)
 		m.counter(c.stageBypasses, float64(sc.Bypasses), name)
+		m.counter(c.stageSlow, float64(sc.Slow), name)
 	}
 
 	m.gauge(c.rlKeys, float64(s.RateLimit.Keys))

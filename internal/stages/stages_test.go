@@ -83,8 +83,30 @@ func TestLateBlockStillBlocks(t *testing.T) {
 	if !blocked || v.Status != http.StatusForbidden || v.Reason != "attack" {
 		t.Fatalf("verdict %+v blocked %v: want a 403 block", v, blocked)
 	}
-	if st := d.Stats()["waf"]; st.Blocks != 1 || st.Timeouts != 0 {
+	if st := d.Stats()["waf"]; st.Blocks != 1 || st.Timeouts != 0 || st.Slow != 1 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+type slowAllow struct{}
+
+func (slowAllow) Name() string                      { return "waf" }
+func (slowAllow) Inline(*http.Request, string) bool { return true }
+func (slowAllow) Check(context.Context, *http.Request, string) (Verdict, error) {
+	time.Sleep(5 * time.Millisecond)
+	return Verdict{}, nil
+}
+
+// TestLateInlineCheckIsNotAFailure: on a saturated node every inline check runs late;
+// that is counted as slow, and is neither a failure (health, rollback) nor, when failing
+// closed, a refusal.
+func TestLateInlineCheckIsNotAFailure(t *testing.T) {
+	d := New([]Stage{slowAllow{}}, Options{Mode: func(string, string) Mode { return Mode{Budget: time.Millisecond, FailClosed: true} }})
+	if v, _, blocked := d.Run(httptest.NewRequest("GET", "/", nil), "s"); blocked {
+		t.Fatalf("a late allow refused the request: %+v", v)
+	}
+	if st := d.Stats()["waf"]; st.Slow != 1 || st.Timeouts != 0 || d.Failures() != 0 {
+		t.Fatalf("stats %+v, failures %d", st, d.Failures())
 	}
 }
 
