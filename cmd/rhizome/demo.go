@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -27,6 +28,9 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("demo: unexpected argument %q", fs.Arg(0))
+	}
+	if *nodes < 1 || *nodes > 20 {
+		return fmt.Errorf("demo: --nodes %d: want 1..20", *nodes)
 	}
 	if *rate < 1 || *rate > 2000 {
 		return fmt.Errorf("demo: --rate %d: want 1..2000", *rate)
@@ -56,6 +60,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("demo: %w", err)
 	}
 	defer m.Close()
+	dnsHost, dnsPort, _ := net.SplitHostPort(m.DNSAddr(0))
 	fmt.Fprintf(stdout, `
 rhizome demo: %d nodes, two origins (primary and backup), a signed bundle, traffic.
   dashboard   %s
@@ -65,17 +70,8 @@ rhizome demo: %d nodes, two origins (primary and backup), a signed bundle, traff
   robots.txt  curl -H 'Host: %s' %srobots.txt
 Events follow as they happen. Ctrl-C stops everything and removes what the demo wrote.
 
-`, len(m.Members), m.DashboardURL(0), demo.Site, m.SiteURL(0), m.Members[0].IP, portOf(m.DNSAddr(0)), demo.Site, demo.Site, m.SiteURL(0))
+`, len(m.Members), m.DashboardURL(0), demo.Site, m.SiteURL(0), dnsHost, dnsPort, demo.Site, demo.Site, m.SiteURL(0))
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "\nstopping: traffic, nodes, origins...")
 	return nil
-}
-
-func portOf(addr string) string {
-	for i := len(addr) - 1; i >= 0; i-- {
-		if addr[i] == ':' {
-			return addr[i+1:]
-		}
-	}
-	return addr
 }

@@ -288,15 +288,9 @@ func ClaimedAgent(r *http.Request) (string, bool) {
 	return origin, true
 }
 
-// ClaimedAgent is the package function ClaimedAgent, for callers holding a
-// Verifier; v may be nil.
-func (v *Verifier) ClaimedAgent(r *http.Request) (string, bool) {
-	return ClaimedAgent(r)
-}
-
 // NeedsFetch reports whether verifying r would fetch a key directory (its
-// Signature-Agent is allowed and not cached, fresh or negatively): the bot stage
-// then runs on a goroutine with a time budget instead of inline. Cheap; no
+// Signature-Agent is allowed and not cached, fresh or negatively): a caller can
+// tell a request that may wait on the network from one that will not. Cheap; no
 // allocation for unsigned requests. It does not check the signature, so a
 // malformed one may report true and then fail before any fetch.
 func (v *Verifier) NeedsFetch(r *http.Request) bool {

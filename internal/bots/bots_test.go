@@ -154,7 +154,7 @@ func TestClassifyAndDecide(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			set := s.set.Load()
-			c := s.classify(tc.r, set, set.sites["shop"])
+			c := s.classify(context.Background(), tc.r, set, set.sites["shop"])
 			got := c
 			got.Score = 0
 			if got != tc.class {
@@ -220,9 +220,6 @@ func TestSlowDNS(t *testing.T) {
 		}
 		if n := res.lookups.Load(); n != 1 {
 			t.Fatalf("%d lookups, want 1", n)
-		}
-		if !s.Inline(r, "shop") {
-			t.Fatal("the bot stage must always run inline")
 		}
 	}
 }
@@ -333,7 +330,6 @@ func FuzzClassify(f *testing.F) {
 		r.Header.Set("Signature-Agent", `"https://unlisted.example"`) // listed agents would be fetched
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 		defer cancel()
-		s.Inline(r, "shop")
 		s.Check(ctx, r, "shop")
 	})
 }
@@ -345,7 +341,6 @@ func BenchmarkCheckBrowser(b *testing.B) {
 	r := browser(req("", "192.0.2.1"))
 	b.ReportAllocs()
 	for b.Loop() {
-		s.Inline(r, "shop")
 		s.Check(context.Background(), r, "shop")
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 
@@ -80,8 +81,12 @@ const (
 //go:embed crawlers.yaml
 var builtinYAML []byte
 
-// Builtin returns the crawler list built into this release (a fresh copy).
-func Builtin() []Crawler {
+// Builtin returns the crawler list built into this release (a fresh copy of the entries;
+// their slices are shared and must not be modified).
+func Builtin() []Crawler { return slices.Clone(builtin()) }
+
+// builtin decodes the embedded list once.
+var builtin = sync.OnceValue(func() []Crawler {
 	var list []Crawler
 	dec := yaml.NewDecoder(bytes.NewReader(builtinYAML))
 	dec.KnownFields(true)
@@ -91,7 +96,7 @@ func Builtin() []Crawler {
 		return nil
 	}
 	return list
-}
+})
 
 // Merge returns base with each entry of add appended, or replacing the base entry of the
 // same name (case-insensitive).

@@ -58,9 +58,6 @@ func NewSet(list []Crawler, sites map[string]SiteConfig) (*Set, error) {
 	return s, nil
 }
 
-// List returns the compiled crawler list.
-func (s *Set) List() *List { return s.list }
-
 // Options configure the stage.
 type Options struct {
 	// Resolver verifies crawlers by reverse-and-forward DNS; default net.DefaultResolver.
@@ -81,6 +78,7 @@ type Stage struct {
 	now      func() time.Time
 	log      *slog.Logger
 	counts   map[string]*classCount
+	waiting  atomic.Int64 // requests waiting for DNS or a key directory
 }
 
 type classCount struct{ seen, blocked, verified atomic.Uint64 }
@@ -115,16 +113,19 @@ func NewStage(o Options) *Stage {
 	for _, c := range append(append([]string(nil), Categories...), Automated, Human, Spoofed, Unverified) {
 		s.counts[c] = &classCount{}
 	}
-	s.set.Store(&Set{list: &List{byToken: map[string]int{}, agents: map[string]int{}}, sites: map[string]*siteState{}})
+	s.Use(nil)
 	return s
 }
 
-// Use swaps in a compiled set (a new bundle).
+// Use swaps in a compiled set (a new bundle); nil: no site is classified.
 func (s *Stage) Use(set *Set) {
-	if set != nil {
-		s.set.Store(set)
+	if set == nil {
+		set = &Set{list: emptyList(), sites: map[string]*siteState{}}
 	}
+	s.set.Store(set)
 }
+
+func emptyList() *List { return &List{byToken: map[string]int{}, agents: map[string]int{}} }
 
 // Name implements stages.Stage.
 func (s *Stage) Name() string { return "bots" }
@@ -133,7 +134,21 @@ func (s *Stage) Name() string { return "bots" }
 // waits for the network only for a claim it must verify and has no cached answer for, and
 // then at most MaxWait: the lookup goes on in the background and its answer is cached, so
 // that the next request from that address is decided at once.
-func (s *Stage) Inline(*http.Request, string) bool { return true }
+func (s *Stage) Inline() bool { return true }
+
+// MaxWaiting bounds the requests waiting at once for a verification: past it a claim is
+// unverified at once (the site's unverified action), so that a flood of claims from
+// addresses with slow reverse zones holds no more than this many requests.
+const MaxWaiting = 256
+
+// wait takes a waiting slot; the caller gives it back with s.waiting.Add(-1).
+func (s *Stage) wait() bool {
+	if s.waiting.Add(1) > MaxWaiting {
+		s.waiting.Add(-1)
+		return false
+	}
+	return true
+}
 
 // MaxWait bounds how long one request waits for a DNS answer or a key directory. A claim
 // still unverified after it gets the site's `unverified` action: a spoofer must not pass by
@@ -155,7 +170,7 @@ func (s *Stage) Check(ctx context.Context, r *http.Request, site string) (stages
 		// robots.txt stays readable to every crawler: it is how a blocked one learns it is.
 		return stages.Verdict{}, nil
 	}
-	c := s.classify(r, set, st)
+	c := s.classify(ctx, r, set, st)
 	action, _ := st.policy.decide(c)
 	key := c.Category
 	switch {
@@ -190,12 +205,12 @@ func (s *Stage) Check(ctx context.Context, r *http.Request, site string) (stages
 }
 
 // classify says what a request is, for a site's settings in set.
-func (s *Stage) classify(r *http.Request, set *Set, st *siteState) Class {
+func (s *Stage) classify(ctx context.Context, r *http.Request, set *Set, st *siteState) Class {
 	l := set.list
 	ua := r.Header.Get("User-Agent")
 	f := l.scanUA(ua)
 	if len(r.Header["Signature-Input"]) > 0 {
-		if c, ok := s.bySignature(r, l); ok {
+		if c, ok := s.bySignature(ctx, r, l); ok {
 			return c
 		}
 	}
@@ -230,10 +245,11 @@ func (s *Stage) classify(r *http.Request, set *Set, st *siteState) Class {
 	}
 	c.Method = MethodRDNS
 	res, ok := s.rdns.cached(a)
-	if !ok {
-		wctx, cancel := context.WithTimeout(context.Background(), MaxWait)
+	if !ok && s.wait() {
+		wctx, cancel := context.WithTimeout(ctx, MaxWait)
 		res, ok = s.rdns.lookup(wctx, a)
 		cancel()
+		s.waiting.Add(-1)
 	}
 	switch {
 	case ok && l.nameMatches(f.crawler, res.names):
@@ -248,7 +264,7 @@ func (s *Stage) classify(r *http.Request, set *Set, st *siteState) Class {
 
 // bySignature classifies a request carrying a Web Bot Auth signature that names an agent on
 // the list; ok is false when it names none (the signature then says nothing either way).
-func (s *Stage) bySignature(r *http.Request, l *List) (Class, bool) {
+func (s *Stage) bySignature(ctx context.Context, r *http.Request, l *List) (Class, bool) {
 	agent, ok := botauth.ClaimedAgent(r)
 	if !ok {
 		return Class{}, false
@@ -259,7 +275,12 @@ func (s *Stage) bySignature(r *http.Request, l *List) (Class, bool) {
 	}
 	cr := &l.crawlers[idx]
 	c := Class{Crawler: cr.Name, Category: cr.Category, Method: MethodSignature, Score: 1}
-	wctx, cancel := context.WithTimeout(context.Background(), MaxWait)
+	if !s.wait() {
+		c.Unverified = true
+		return c, true
+	}
+	defer s.waiting.Add(-1)
+	wctx, cancel := context.WithTimeout(ctx, MaxWait)
 	defer cancel()
 	id, err := s.verifier.Verify(wctx, r, s.now())
 	switch {

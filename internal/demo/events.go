@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"maps"
 	"sync"
 	"time"
 
@@ -36,9 +37,9 @@ func newWatcher(m *Mesh) *watcher {
 		ran: map[uint64]map[string]time.Time{}, back: map[uint64]map[string]time.Time{}}
 }
 
+func (w *watcher) start() { w.wg.Go(w.run) }
+
 func (w *watcher) run() {
-	w.wg.Add(1)
-	defer w.wg.Done()
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -140,25 +141,15 @@ func (w *watcher) poll() {
 }
 
 // ranBundle returns the nodes that ever ran serial, and when each started.
-func (w *watcher) ranBundle(serial uint64) map[string]time.Time {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := map[string]time.Time{}
-	for k, v := range w.ran[serial] {
-		out[k] = v
-	}
-	return out
-}
+func (w *watcher) ranBundle(serial uint64) map[string]time.Time { return w.copyOf(w.ran, serial) }
 
 // leftBundle returns the nodes that went back from serial to an older bundle, and when.
-func (w *watcher) leftBundle(serial uint64) map[string]time.Time {
+func (w *watcher) leftBundle(serial uint64) map[string]time.Time { return w.copyOf(w.back, serial) }
+
+func (w *watcher) copyOf(m map[uint64]map[string]time.Time, serial uint64) map[string]time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := map[string]time.Time{}
-	for k, v := range w.back[serial] {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(m[serial])
 }
 
 func clip(s string, n int) string {

@@ -189,11 +189,11 @@ func (f faultyStage) Check(ctx context.Context, r *http.Request, site string) (s
 // Start builds and starts a demo mesh: origins, nodes joined into one mesh, the first
 // bundle pushed and rolled out, and traffic. Close stops it all.
 func Start(ctx context.Context, o Options) (m *Mesh, err error) {
-	if o.Nodes <= 0 {
+	if o.Nodes == 0 {
 		o.Nodes = 5
 	}
-	if o.Nodes > 20 {
-		return nil, fmt.Errorf("nodes: %d: at most 20 in a demo", o.Nodes)
+	if o.Nodes < 1 || o.Nodes > 20 {
+		return nil, fmt.Errorf("nodes: %d: want 1..20", o.Nodes)
 	}
 	if o.Rate == 0 && !o.NoTraffic {
 		o.Rate = 40
@@ -201,6 +201,8 @@ func Start(ctx context.Context, o Options) (m *Mesh, err error) {
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
+	// The events, the scenario and the scorecard write from several goroutines.
+	o.Out = &lockedWriter{w: o.Out}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -248,7 +250,7 @@ func Start(ctx context.Context, o Options) (m *Mesh, err error) {
 	}); err != nil {
 		return nil, err
 	}
-	go m.events.run()
+	m.events.start()
 	if _, err := m.Push(0, m.Config(nil)); err != nil {
 		return nil, fmt.Errorf("first bundle: %w", err)
 	}
@@ -261,6 +263,18 @@ func Start(ctx context.Context, o Options) (m *Mesh, err error) {
 	}
 	m.printf("dashboard: %s", m.DashboardURL(0))
 	return m, nil
+}
+
+// lockedWriter serialises writes to the demo's output.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // freePort finds a TCP port free on every demo address, with the next one free for DNS.

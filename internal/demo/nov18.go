@@ -74,10 +74,7 @@ func Nov18(ctx context.Context, o Options, hold bool) (*Scorecard, error) {
 	}
 	defer m.Close()
 	sc := &Scorecard{Nodes: len(m.Members)}
-	out := o.Out
-	if out == nil {
-		out = io.Discard
-	}
+	out := m.opts.Out
 	began := time.Now()
 	step := func(format string, args ...any) { m.printf("=== "+format, args...) }
 	pause := func(d time.Duration) error {
@@ -167,6 +164,13 @@ func Nov18(ctx context.Context, o Options, hold bool) (*Scorecard, error) {
 	sc.check(fmt.Sprintf("bad bundle ran on %d of %d nodes (the first wave) %v", len(sc.BadRanOn), sc.Nodes, sc.BadRanOn), err == nil && len(sc.BadRanOn) == 1)
 	sc.check(fmt.Sprintf("the failing stage was bypassed (%d panics recovered), no 5xx (%d client failures)", sc.StagePanics, sc.FailedDuringBad), sc.FailedDuringBad == 0)
 	sc.check("the rollout halted and the first wave is back on the last good bundle", sc.Halted && m.Converged(1))
+	// Back on the last good bundle means its stage settings too: the bot stage stops failing.
+	panicsAfter := m.stagePanics("bots")
+	if err := pause(2 * time.Second); err != nil {
+		return nil, err
+	}
+	stillFailing := m.stagePanics("bots") - panicsAfter
+	sc.check(fmt.Sprintf("the bot stage stopped failing after the rollback (%d panics since)", stillFailing), stillFailing == 0)
 
 	// 3. Two nodes die, the one the operator pushed from among them.
 	step("3. two of %d nodes killed (kill -9): %s, the operator's node, and %s", sc.Nodes, m.Members[0].Name, m.Members[len(m.Members)-2].Name)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -27,6 +28,8 @@ type Traffic struct {
 	client *http.Client
 	jobs   chan kind
 	stopc  chan struct{}
+	ctx    context.Context // cancelled by Stop: requests in flight end at once
+	cancel context.CancelFunc
 	once   sync.Once
 	wg     sync.WaitGroup
 
@@ -60,6 +63,7 @@ func startTraffic(m *Mesh, rate int) *Traffic {
 	}
 	t := &Traffic{m: m, client: &http.Client{Transport: tr, Timeout: 10 * time.Second}, jobs: make(chan kind, 64),
 		stopc: make(chan struct{}), outcomes: map[string]uint64{}, byKind: map[string]uint64{}}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
 	t.resolve()
 	for range 16 {
 		t.wg.Go(t.worker)
@@ -69,10 +73,14 @@ func startTraffic(m *Mesh, rate int) *Traffic {
 	return t
 }
 
-// Stop ends the traffic and waits for requests in flight.
+// Stop ends the traffic: requests in flight are cancelled, idle connections closed.
 func (t *Traffic) Stop() {
-	t.once.Do(func() { close(t.stopc) })
+	t.once.Do(func() {
+		close(t.stopc)
+		t.cancel()
+	})
 	t.wg.Wait()
+	t.client.CloseIdleConnections()
 }
 
 func (t *Traffic) generate(rate int) {
@@ -175,6 +183,9 @@ func (t *Traffic) send(k kind) {
 			return
 		}
 		resp, err := t.client.Do(req)
+		if err != nil && t.ctx.Err() != nil {
+			return // stopped: not an outcome
+		}
 		if err != nil {
 			// A GET is safe to send again: a node that died (refused, reset) is skipped for
 			// the next address of the answer, as browsers do.
@@ -250,7 +261,7 @@ func (t *Traffic) request(k kind, addr string) (*http.Request, error) {
 	case "script":
 		ua, browser = "python-requests/2.32.3", false
 	}
-	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, "http://"+addr+path, nil)
+	req, err := http.NewRequestWithContext(t.ctx, http.MethodGet, "http://"+addr+path, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -280,15 +291,8 @@ type Counts struct {
 func (t *Traffic) Counts() Counts {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	c := Counts{Sent: t.sent.Load(), Served: t.served.Load(), Failed: t.failed.Load(), Retries: t.retries.Load(), Dropped: t.dropped.Load(),
-		Outcomes: map[string]uint64{}, ByKind: map[string]uint64{}}
-	for k, v := range t.outcomes {
-		c.Outcomes[k] = v
-	}
-	for k, v := range t.byKind {
-		c.ByKind[k] = v
-	}
-	return c
+	return Counts{Sent: t.sent.Load(), Served: t.served.Load(), Failed: t.failed.Load(), Retries: t.retries.Load(), Dropped: t.dropped.Load(),
+		Outcomes: maps.Clone(t.outcomes), ByKind: maps.Clone(t.byKind)}
 }
 
 // Lines formats outcomes largest first.

@@ -386,6 +386,17 @@ func (n *Node) useDNSLocked() {
 	n.steer.nodes.Store(compileDNSNodes(cfg))
 }
 
+// serveLocked makes c's compiled content what the node serves: the snapshot, the DNS zones
+// and the request stages' settings. Every path that changes the active bundle (activation,
+// rollback) goes through it, so that the parts cannot drift apart (a rollback that swapped
+// the snapshot but not the stages once kept a bad bundle's bot settings running).
+func (n *Node) serveLocked(c *candidate) {
+	n.Edge.Proxy.Swap(c.snap)
+	n.activeBody, n.activeSec = c.body, c.sec
+	n.useDNSLocked()
+	n.useStagesLocked()
+}
+
 // useStagesLocked gives the request stages the active bundle's compiled settings.
 func (n *Node) useStagesLocked() {
 	if n.limiter == nil || n.Edge == nil {
@@ -397,11 +408,7 @@ func (n *Node) useStagesLocked() {
 	}
 	n.limiter.Update(sec.rate)
 	n.waf.Use(sec.waf)
-	if sec.bots != nil {
-		n.bots.Use(sec.bots)
-	} else {
-		n.bots.Use(emptyBots)
-	}
+	n.bots.Use(sec.bots)
 	n.stageModes.Store(&sec.modes)
 }
 
@@ -583,10 +590,7 @@ func (n *Node) activateLocked(c *candidate, now time.Time) error {
 		n.pending = nil
 		_ = os.Remove(filepath.Join(dir, pendingFile))
 	}
-	n.Edge.Proxy.Swap(c.snap)
-	n.activeBody, n.activeSec = c.body, c.sec
-	n.useDNSLocked()
-	n.useStagesLocked()
+	n.serveLocked(c)
 	n.activeFromPrevious = false
 	info := *c.info
 	info.State, info.Activated, info.Waiting = "active", now.UTC(), ""

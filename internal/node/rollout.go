@@ -413,10 +413,7 @@ func (n *Node) rollbackLocked(reason string, now time.Time) {
 		return
 	}
 	_ = os.Remove(filepath.Join(dir, previousFile))
-	n.Edge.Proxy.Swap(prev.snap)
-	n.activeBody = prev.body
-	n.useDNSLocked()
-	n.useStagesLocked()
+	n.serveLocked(prev)
 	info := *prev.info
 	info.State, info.Activated = "active", now.UTC()
 	n.active, n.activePlan, n.previous = &info, prev.plan, nil

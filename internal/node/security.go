@@ -23,11 +23,9 @@ type security struct {
 	modes map[string]stages.Mode // by site + "\x00" + stage
 }
 
-// emptyBots classifies nothing: no bundle, or a bundle without bot policies.
-var emptyBots, _ = bots.NewSet(nil, nil)
-
 // compileSecurity compiles cfg's stage settings. The WAF's rule sets are the costly part
-// (about 0.3 s per distinct configuration); the waf package reuses them across bundles.
+// (about 0.1 s for the first, 20 ms for each other distinct configuration: BenchmarkCompile);
+// the waf package reuses them across bundles.
 func compileSecurity(cfg *bundle.Config, snap *snapshot.Snapshot) (*security, error) {
 	sec := &security{modes: map[string]stages.Mode{}}
 	trusted := map[string][]netip.Prefix{}

@@ -21,6 +21,7 @@ import (
 
 	"rhizome/internal/botauth"
 	"rhizome/internal/bundle"
+	"rhizome/internal/control"
 )
 
 // dnsTable is a resolver for the bot stage: PTR and forward names from tables.
@@ -254,5 +255,32 @@ crawlers:
 	}
 	if st := n.bots.Stats()["ai-assistant"]; st.Verified != 5 {
 		t.Fatalf("stats %+v", n.bots.Stats())
+	}
+}
+
+// TestRollbackRestoresStageSettings: rolling back restores the previous bundle's stage
+// settings along with its sites (they once stayed on the bad bundle's).
+func TestRollbackRestoresStageSettings(t *testing.T) {
+	op := newKey(t)
+	n := start(t, bootstrap(t, t.TempDir(), 1, op))
+	defer stop(t, n)
+	o := origin(t, "ok")
+	if code, out := push(t, n, signed(t, source(1, o), op)); code != 200 {
+		t.Fatalf("push 1: %s", out)
+	}
+	b2 := signed(t, append(source(2, o), "    bots: {rules: [{category: automated, action: block}]}\n"...), op)
+	if code, out := push(t, n, b2); code != 200 {
+		t.Fatalf("push 2: %s", out)
+	}
+	if code, _ := get(t, n, "/"); code != 403 { // Go's client: automated
+		t.Fatalf("bundle 2 should block the Go client: %d", code)
+	}
+	s, _ := bundle.Decode(b2)
+	if code, out := sendControl(t, n, control.Record{Kind: control.KindRollback, Bundle: s.Hash(), At: time.Now().UnixMilli()}, op); code != 200 {
+		t.Fatalf("rollback: %s", out)
+	}
+	waitFor(t, "serial 1 again", 5*time.Second, func() bool { return activeSerial(n) == 1 })
+	if code, _ := get(t, n, "/"); code != 200 {
+		t.Fatalf("after the rollback to bundle 1 (no bot policy) the Go client got %d", code)
 	}
 }

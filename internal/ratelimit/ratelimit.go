@@ -278,7 +278,7 @@ func (l *Limiter) Update(sites []SiteRules) {
 
 // Inline implements stages.Inline: a check is a few map operations under a shard lock, with
 // no I/O, so it runs on the request's goroutine.
-func (l *Limiter) Inline(*http.Request, string) bool { return true }
+func (l *Limiter) Inline() bool { return true }
 
 // Check applies the site's rules in order. The first rule whose bucket is empty and whose
 // action is block refuses the request with 429 and Reason "rate-limited:<rule>"; a rule

@@ -48,8 +48,8 @@ func TestAbandonedChecksAreBounded(t *testing.T) {
 
 type inlinePanic struct{}
 
-func (inlinePanic) Name() string                      { return "ratelimit" }
-func (inlinePanic) Inline(*http.Request, string) bool { return true }
+func (inlinePanic) Name() string { return "ratelimit" }
+func (inlinePanic) Inline() bool { return true }
 func (inlinePanic) Check(context.Context, *http.Request, string) (Verdict, error) {
 	panic("inline boom")
 }
@@ -68,8 +68,8 @@ func TestInlineStagePanicIsRecovered(t *testing.T) {
 
 type slowBlock struct{}
 
-func (slowBlock) Name() string                      { return "waf" }
-func (slowBlock) Inline(*http.Request, string) bool { return true }
+func (slowBlock) Name() string { return "waf" }
+func (slowBlock) Inline() bool { return true }
 func (slowBlock) Check(context.Context, *http.Request, string) (Verdict, error) {
 	time.Sleep(5 * time.Millisecond)
 	return Verdict{Block: true, Reason: "attack"}, nil
@@ -90,8 +90,8 @@ func TestLateBlockStillBlocks(t *testing.T) {
 
 type slowAllow struct{}
 
-func (slowAllow) Name() string                      { return "waf" }
-func (slowAllow) Inline(*http.Request, string) bool { return true }
+func (slowAllow) Name() string { return "waf" }
+func (slowAllow) Inline() bool { return true }
 func (slowAllow) Check(context.Context, *http.Request, string) (Verdict, error) {
 	time.Sleep(5 * time.Millisecond)
 	return Verdict{}, nil
@@ -117,8 +117,8 @@ type preparer struct {
 	panics   bool
 }
 
-func (p preparer) Name() string                      { return "waf" }
-func (p preparer) Inline(*http.Request, string) bool { return true }
+func (p preparer) Name() string { return "waf" }
+func (p preparer) Inline() bool { return true }
 func (p preparer) Prepare(*http.Request, string) (Verdict, error) {
 	if p.panics {
 		panic("prepare boom")
@@ -168,8 +168,8 @@ type slowPrepare struct {
 	checked *atomic.Int64
 }
 
-func (p slowPrepare) Name() string                      { return "waf" }
-func (p slowPrepare) Inline(*http.Request, string) bool { return true }
+func (p slowPrepare) Name() string { return "waf" }
+func (p slowPrepare) Inline() bool { return true }
 func (p slowPrepare) Prepare(r *http.Request, _ string) (Verdict, error) {
 	if r.Header.Get("Slow") != "" {
 		<-p.release // a client sending its body slowly
@@ -205,8 +205,8 @@ func TestSlowClientsDoNotFillTheStage(t *testing.T) {
 
 type failing struct{ inline bool }
 
-func (f failing) Name() string                      { return "bots" }
-func (f failing) Inline(*http.Request, string) bool { return f.inline }
+func (f failing) Name() string { return "bots" }
+func (f failing) Inline() bool { return f.inline }
 func (f failing) Check(ctx context.Context, _ *http.Request, _ string) (Verdict, error) {
 	<-ctx.Done()
 	return Verdict{}, ctx.Err()

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -257,5 +258,16 @@ func TestMaxEngines(t *testing.T) {
 	if err == nil || set != nil || !strings.Contains(err.Error(), fmt.Sprintf("%d distinct WAF configurations", MaxEngines+1)) ||
 		!strings.Contains(err.Error(), fmt.Sprintf("at most %d", MaxEngines)) {
 		t.Errorf("Compile with %d engines: set %v, err %v; want an error naming the limit", MaxEngines+1, set, err)
+	}
+}
+
+// TestCheckWithoutPrepare: when the set is swapped between Prepare and Check (the site had
+// no WAF when Prepare ran), Check reads the body itself: it is never let through uninspected.
+func TestCheckWithoutPrepare(t *testing.T) {
+	s, _ := newTestStage(t)
+	r := req{method: "POST", target: "/", ctype: "application/x-www-form-urlencoded", body: "q=" + url.QueryEscape("<script>alert(1)</script>")}.build()
+	v, err := s.Check(r.Context(), r, siteBlock)
+	if err != nil || !v.Block {
+		t.Fatalf("verdict %+v err %v: an unprepared body was not inspected", v, err)
 	}
 }

@@ -59,7 +59,7 @@ func (s *Stage) Name() string { return "waf" }
 // Inline implements stages.Inline: Coraza only computes (Go RE2 regular expressions, linear
 // in their input) over a request whose body is bounded by the body limit and already read
 // by Prepare, so the check runs on the request's goroutine.
-func (s *Stage) Inline(*http.Request, string) bool { return true }
+func (s *Stage) Inline() bool { return true }
 
 // DefaultBudget implements stages.Budgeter: the WAF needs more than the driver's default.
 func (s *Stage) DefaultBudget() time.Duration { return DefaultBudget }
@@ -117,7 +117,12 @@ func mayHaveBody(r *http.Request) bool {
 // is refused with 413 unless the site says inspect_partial; a body the client breaks off
 // gets 400.
 func (s *Stage) Prepare(r *http.Request, site string) (stages.Verdict, error) {
-	sw := s.site(site)
+	return s.prepare(s.site(site), r, site)
+}
+
+// prepare is Prepare for the site's WAF sw (nil: none). A body already read is not read
+// again.
+func (s *Stage) prepare(sw *siteWAF, r *http.Request, site string) (stages.Verdict, error) {
 	if sw == nil {
 		return stages.Verdict{}, nil
 	}
@@ -214,6 +219,11 @@ func (s *Stage) Check(_ context.Context, r *http.Request, site string) (stages.V
 	sw := s.site(site)
 	if sw == nil {
 		return stages.Verdict{}, nil
+	}
+	// Prepare read the set a moment ago; if a new bundle gave this site a WAF since, the
+	// body has not been read: read it now, so that it is never let through uninspected.
+	if v, err := s.prepare(sw, r, site); err != nil || v.Block {
+		return v, err
 	}
 	s.inspected.Add(1)
 	tx := sw.engine.NewTransaction()
