@@ -203,3 +203,12 @@ started() {
 	stop_one "$pid"
 	return 1
 }
+
+# ratio A B: A/B to two decimals, or "-".
+ratio() {
+	if [[ $1 == - || $2 == - ]]; then
+		printf '%s' -
+		return
+	fi
+	awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "-"; else printf "%.2f", a / b }'
+}

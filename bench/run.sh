@@ -176,15 +176,6 @@ rhizome_revision() {
 # get PEER METRIC: a recorded figure or "-".
 get() { printf '%s' "${R[$1.$2]:--}"; }
 
-# ratio A B: A/B to two decimals, or "-".
-ratio() {
-	if [[ $1 == - || $2 == - ]]; then
-		printf '%s' -
-		return
-	fi
-	awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "-"; else printf "%.2f", a / b }'
-}
-
 report() {
 	local peer
 	echo "# rhizome benchmark: latest run"

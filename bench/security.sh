@@ -459,15 +459,6 @@ aggregate() {
 
 get() { printf '%s' "${R[$1]:--}"; }
 
-# ratio A B: A/B to two decimals, or "-".
-ratio() {
-	if [[ $1 == - || $2 == - ]]; then
-		printf '%s' -
-		return
-	fi
-	awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "-"; else printf "%.2f", a / b }'
-}
-
 # cost ON OFF: machine time added per request, in µs of all cores together:
 # (1/ON - 1/OFF) * nproc. Approximate: wrk and the origin share the cores.
 cost() {

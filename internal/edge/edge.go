@@ -61,6 +61,8 @@ type Node struct {
 	servers []*http.Server
 	tempDir string
 	errc    chan error
+	name    string         // shown in Cache-Status and Via, and in /metrics
+	stages  *stages.Driver // nil: none
 }
 
 // Start compiles spec, opens the cache and starts serving. It returns once the listeners are
@@ -87,7 +89,7 @@ func StartSnapshot(snap *snapshot.Snapshot, o Options) (*Node, error) {
 	if o.AdminListen == "" {
 		o.AdminListen = "127.0.0.1:9090"
 	}
-	n := &Node{log: log, errc: make(chan error, 2)}
+	n := &Node{log: log, errc: make(chan error, 2), name: o.Name, stages: o.Stages}
 	ok := false
 	defer func() {
 		if !ok {
@@ -160,17 +162,7 @@ func StartSnapshot(snap *snapshot.Snapshot, o Options) (*Node, error) {
 			Traffic: func() any { return n.Proxy.Health() }, Dashboard: dashboard.Handler()}
 		// A standalone proxy's metrics: the data plane alone (a mesh node replaces them
 		// with its own, which add the bundle, the mesh and the stages).
-		a.Metrics = metrics.Handler(func() metrics.Snapshot {
-			s := metrics.Snapshot{Node: o.Name, Traffic: n.Proxy.Health(), Upstreams: n.Proxy.Upstreams()}
-			if n.Store != nil {
-				cs := n.Store.Stats()
-				s.Cache = &cs
-			}
-			if o.Stages != nil {
-				s.Stages = o.Stages.Stats()
-			}
-			return s
-		})
+		a.Metrics = metrics.Handler(n.MetricsSnapshot)
 		if o.Admin != nil {
 			o.Admin(a)
 		}
@@ -187,6 +179,21 @@ func (n *Node) serve(srv *http.Server, ln net.Listener) {
 			n.errc <- fmt.Errorf("serve %s: %w", ln.Addr(), err)
 		}
 	}()
+}
+
+// MetricsSnapshot is the data plane's part of a /metrics scrape: traffic, origins, cache
+// and stages. A standalone proxy serves it as is; a mesh node adds its bundle, mesh and
+// stage details to it.
+func (n *Node) MetricsSnapshot() metrics.Snapshot {
+	s := metrics.Snapshot{Node: n.name, Traffic: n.Proxy.Health(), Upstreams: n.Proxy.Upstreams()}
+	if n.Store != nil {
+		cs := n.Store.Stats()
+		s.Cache = &cs
+	}
+	if n.stages != nil {
+		s.Stages = n.stages.Stats()
+	}
+	return s
 }
 
 // Err reports a listener that stopped on its own.

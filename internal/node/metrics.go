@@ -12,14 +12,10 @@ var Version = "dev"
 // reads: nothing is counted twice and the request path pays nothing for it.
 func (n *Node) metricsSnapshot() metrics.Snapshot {
 	st := n.State()
-	s := metrics.Snapshot{Node: n.boot.Name, Region: n.boot.Region, Provider: n.boot.Provider, Version: Version,
-		Traffic: n.Edge.Proxy.Health(), Upstreams: n.Edge.Proxy.Upstreams(), DNS: st.DNS, Members: st.Members}
-	if n.Edge.Store != nil {
-		cs := n.Edge.Store.Stats()
-		s.Cache = &cs
-	}
+	s := n.Edge.MetricsSnapshot()
+	s.Node, s.Region, s.Provider, s.Version, s.DNS, s.Members = n.boot.Name, n.boot.Region, n.boot.Provider, Version, st.DNS, st.Members
 	if sg := st.Stages; sg != nil {
-		s.Stages, s.RateLimit, s.WAF, s.Bots = sg.Driver, sg.RateLimit, sg.WAF, sg.Bots
+		s.RateLimit, s.WAF, s.Bots = sg.RateLimit, sg.WAF, sg.Bots
 	}
 	b := &s.Bundle
 	if a := st.Active; a != nil {
